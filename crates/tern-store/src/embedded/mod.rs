@@ -1,0 +1,374 @@
+//! The embedded backend: SQLite (WAL) for everything but bodies, content-addressed
+//! files for bodies, all under one data folder:
+//!
+//! ```text
+//! DATA/store/tern.db      accounts, mailboxes, messages, metadata, full-text index
+//! DATA/store/blobs/       message bodies (see blob.rs)
+//! ```
+//!
+//! Writes go through one writer thread with group commit (writer.rs); reads use a small
+//! pool of connections that run beside it. Blocking SQLite and file work happens on
+//! tokio's blocking pool, never on the async executor.
+
+mod accounts;
+mod mailboxes;
+mod messages;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::broadcast;
+
+use crate::blob::BlobStore;
+use crate::changes::{ChangeBus, ChangeEvent, ChangeKind};
+use crate::metadata::MessageMetadata;
+use crate::{
+    Account, AccountId, Alias, Appended, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox,
+    MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, Store, StoreError, TextField, Uid,
+};
+use messages::Prepared;
+use writer::{Effects, Writer};
+
+/// Read connections kept open for reuse.
+const READ_POOL: usize = 8;
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The default store: one SQLite database and a folder of blob files.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+    blobs: BlobStore,
+    bus: ChangeBus,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `dir` (normally `DATA/store`).
+    pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io(format!("cannot create store folder {}", dir.display()), e))?;
+        let db = dir.join("tern.db");
+        let mut conn = schema::connect(&db)?;
+        schema::migrate(&mut conn)?;
+        let blobs = BlobStore::open(dir.join("blobs"))?;
+        blobs.clean_tmp();
+        let bus = ChangeBus::new();
+        let writer = Writer::start(&db, blobs.clone(), bus.clone())?;
+        Ok(EmbeddedStore { inner: Arc::new(Inner { db, writer, readers: Mutex::new(vec![conn]), blobs, bus }) })
+    }
+
+    /// Runs a read on a pooled connection, on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => schema::connect(&inner.db)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < READ_POOL
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("a store read panicked: {e}")))?
+    }
+
+    /// Runs a write through the group-commit writer.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Effects)> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+
+    /// A write that only publishes events.
+    async fn write_events<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Vec<ChangeEvent>)> + Send + 'static,
+    {
+        self.write(move |c| f(c).map(|(v, events)| (v, Effects { events, ..Default::default() }))).await
+    }
+
+    /// Runs a check on SQLite's own consistency (PRAGMA integrity_check); `Ok` holds its
+    /// findings, `["ok"]` when all is well.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn create_domain(&self, name: &str) -> Result<Domain> {
+        let name = name.to_string();
+        self.write_events(move |c| Ok((accounts::create_domain(c, &name)?, Vec::new()))).await
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        self.read(accounts::domains).await
+    }
+
+    async fn domain(&self, name: &str) -> Result<Domain> {
+        let name = name.to_string();
+        self.read(move |c| accounts::domain(c, &name)).await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write_events(move |c| Ok((accounts::delete_domain(c, &name)?, Vec::new()))).await
+    }
+
+    async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> Result<()> {
+        let (domain, target) = (domain.to_string(), target.map(str::to_string));
+        self.write_events(move |c| Ok((accounts::set_catch_all(c, &domain, target.as_deref())?, Vec::new()))).await
+    }
+
+    async fn create_account(&self, account: NewAccount) -> Result<Account> {
+        self.write_events(move |c| {
+            let (a, boxes) = accounts::create_account(c, &account)?;
+            let events = boxes
+                .iter()
+                .map(|m| ChangeEvent { account: a.id, mailbox: m.id, modseq: m.highest_modseq, kind: ChangeKind::MailboxCreated { name: m.name.clone() } })
+                .collect();
+            Ok((a, events))
+        })
+        .await
+    }
+
+    async fn account(&self, address: &str) -> Result<Account> {
+        let address = address.to_string();
+        self.read(move |c| accounts::account(c, accounts::account_id(c, &address)?)).await
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> Result<Account> {
+        self.read(move |c| accounts::account(c, id)).await
+    }
+
+    async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
+        let domain = domain.map(str::to_string);
+        self.read(move |c| accounts::accounts(c, domain.as_deref())).await
+    }
+
+    async fn set_password_hash(&self, address: &str, hash: &str) -> Result<()> {
+        let (address, hash) = (address.to_string(), hash.to_string());
+        self.write_events(move |c| Ok((accounts::update_account(c, &address, "password_hash", hash.into())?, Vec::new()))).await
+    }
+
+    async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()> {
+        let address = address.to_string();
+        self.write_events(move |c| Ok((accounts::update_account(c, &address, "enabled", i64::from(enabled).into())?, Vec::new())))
+            .await
+    }
+
+    async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {
+        let address = address.to_string();
+        let value = quota.map_or(rusqlite::types::Value::Null, |q| (q as i64).into());
+        self.write_events(move |c| Ok((accounts::update_account(c, &address, "quota", value)?, Vec::new()))).await
+    }
+
+    async fn delete_account(&self, address: &str) -> Result<()> {
+        let address = address.to_string();
+        self.write(move |c| {
+            let (id, boxes) = accounts::delete_account(c, &address)?;
+            let events = boxes
+                .iter()
+                .map(|m| ChangeEvent { account: id, mailbox: m.id, modseq: m.highest_modseq, kind: ChangeKind::MailboxDeleted { name: m.name.clone() } })
+                .collect();
+            Ok(((), Effects { events, removed_accounts: vec![id], ..Default::default() }))
+        })
+        .await
+    }
+
+    async fn create_alias(&self, address: &str, target: &str) -> Result<Alias> {
+        let (address, target) = (address.to_string(), target.to_string());
+        self.write_events(move |c| Ok((accounts::create_alias(c, &address, &target)?, Vec::new()))).await
+    }
+
+    async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
+        let domain = domain.map(str::to_string);
+        self.read(move |c| accounts::aliases(c, domain.as_deref())).await
+    }
+
+    async fn delete_alias(&self, address: &str) -> Result<()> {
+        let address = address.to_string();
+        self.write_events(move |c| Ok((accounts::delete_alias(c, &address)?, Vec::new()))).await
+    }
+
+    async fn resolve_recipient(&self, address: &str) -> Result<Option<AccountId>> {
+        let address = address.to_string();
+        self.read(move |c| accounts::resolve_recipient(c, &address)).await
+    }
+
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.read(move |c| mailboxes::list(c, account)).await
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox> {
+        let name = name.to_string();
+        self.read(move |c| mailboxes::by_name(c, account, &name)).await
+    }
+
+    async fn mailbox_by_id(&self, id: MailboxId) -> Result<Mailbox> {
+        self.read(move |c| mailboxes::by_id(c, id)).await
+    }
+
+    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<SpecialUse>) -> Result<Mailbox> {
+        let name = name.to_string();
+        self.write_events(move |c| mailboxes::create(c, account, &name, special_use)).await
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.write_events(move |c| Ok(((), mailboxes::rename(c, account, &from, &to)?))).await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let (events, unreferenced) = mailboxes::delete(c, account, &name)?;
+            Ok(((), Effects { events, unreferenced, ..Default::default() }))
+        })
+        .await
+    }
+
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
+        let name = name.to_string();
+        self.write_events(move |c| Ok(((), mailboxes::set_subscribed(c, account, &name, subscribed)?))).await
+    }
+
+    async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Appended>> {
+        // Parse, hash and make the blobs durable outside the write transaction, in
+        // parallel with other writers; the writer thread then only inserts rows.
+        let inner = self.inner.clone();
+        let account = self.read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account)).await?;
+        let prepared = tokio::task::spawn_blocking(move || {
+            messages
+                .into_iter()
+                .map(|m| {
+                    let p = Prepared::new(m.raw, m.flags, m.internal_date)?;
+                    inner.blobs.put(account, &p.hash, &p.raw)?;
+                    Ok(p)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("preparing a message panicked: {e}")))??;
+        let blobs = self.inner.blobs.clone();
+        self.write_events(move |c| {
+            let (appended, event) = messages::append(c, &blobs, mailbox, &prepared)?;
+            Ok((appended, vec![event]))
+        })
+        .await
+    }
+
+    async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>> {
+        self.read(move |c| messages::list(c, mailbox)).await
+    }
+
+    async fn messages_by_uid(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageSummary>> {
+        let uids = uids.to_vec();
+        self.read(move |c| messages::by_uid(c, mailbox, &uids)).await
+    }
+
+    async fn metadata(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, MessageMetadata)>> {
+        let uids = uids.to_vec();
+        self.read(move |c| messages::metadata(c, mailbox, &uids)).await
+    }
+
+    async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
+        let blobs = self.inner.blobs.clone();
+        self.read(move |c| {
+            let (account, hash) = messages::blob_of(c, mailbox, uid)?;
+            blobs.read(account, &hash)
+        })
+        .await
+    }
+
+    async fn message_file(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<PathBuf>> {
+        let blobs = self.inner.blobs.clone();
+        self.read(move |c| {
+            let (account, hash) = messages::blob_of(c, mailbox, uid)?;
+            Ok(Some(blobs.path(account, &hash)))
+        })
+        .await
+    }
+
+    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], op: FlagOp, flags: &Flags, unchanged_since: Option<ModSeq>) -> Result<FlagsUpdate> {
+        let (uids, flags) = (uids.to_vec(), flags.clone());
+        self.write_events(move |c| {
+            let (update, event) = messages::store_flags(c, mailbox, &uids, op, &flags, unchanged_since)?;
+            Ok((update, event.into_iter().collect()))
+        })
+        .await
+    }
+
+    async fn copy(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<CopyResult> {
+        let uids = uids.to_vec();
+        self.write_events(move |c| messages::copy(c, from, &uids, to)).await
+    }
+
+    async fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<CopyResult> {
+        let uids = uids.to_vec();
+        self.write(move |c| {
+            let (result, events, unreferenced) = messages::move_messages(c, from, &uids, to)?;
+            Ok((result, Effects { events, unreferenced, ..Default::default() }))
+        })
+        .await
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, which: Expunge) -> Result<Vec<Uid>> {
+        self.write(move |c| {
+            let (uids, unreferenced, event) = messages::expunge(c, mailbox, &which)?;
+            Ok((uids, Effects { events: event.into_iter().collect(), unreferenced, ..Default::default() }))
+        })
+        .await
+    }
+
+    async fn changes_since(&self, mailbox: MailboxId, modseq: ModSeq) -> Result<Changes> {
+        self.read(move |c| messages::changes_since(c, mailbox, modseq)).await
+    }
+
+    async fn search_text(&self, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>> {
+        let query = query.to_string();
+        self.read(move |c| messages::search_text(c, mailbox, field, &query)).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.inner.bus.subscribe()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.writer.close().await;
+        Ok(())
+    }
+}

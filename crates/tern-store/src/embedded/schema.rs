@@ -1,0 +1,144 @@
+//! The embedded backend's SQLite schema and connection settings.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Bumped when the schema changes; `migrate` brings older databases forward.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+
+CREATE TABLE domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    catch_all INTEGER,                       -- account id receiving unknown local parts
+    created INTEGER NOT NULL
+);
+
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL,
+    local_part TEXT NOT NULL COLLATE NOCASE,
+    display_name TEXT,
+    password_hash TEXT,
+    quota INTEGER,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created INTEGER NOT NULL,
+    UNIQUE (domain_id, local_part)
+);
+
+CREATE TABLE aliases (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL,
+    local_part TEXT NOT NULL COLLATE NOCASE,
+    account_id INTEGER NOT NULL,
+    UNIQUE (domain_id, local_part)
+);
+CREATE INDEX aliases_account ON aliases (account_id);
+
+CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    special_use TEXT,
+    subscribed INTEGER NOT NULL DEFAULT 0,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highest_modseq INTEGER NOT NULL DEFAULT 1,
+    -- Counters kept in step with `messages` by every write, so STATUS is one row read.
+    messages INTEGER NOT NULL DEFAULT 0,
+    unseen INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, name)
+);
+
+-- One row per distinct message body per account; `refs` counts the messages using it.
+CREATE TABLE blobs (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL,
+    metadata TEXT NOT NULL,                  -- MessageMetadata as JSON
+    sent_date INTEGER,
+    base_subject TEXT NOT NULL,
+    message_id TEXT,
+    UNIQUE (account_id, hash)
+);
+
+CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    blob_id INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    keywords TEXT NOT NULL,                  -- space-separated, sorted
+    internal_date INTEGER NOT NULL,
+    save_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX messages_blob ON messages (blob_id);
+
+-- Expunge history for QRESYNC's VANISHED (EARLIER) (RFC 7162 §3.2.10).
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+-- Full-text index, one row per blob (rowid = blobs.id). Contentless: the text lives in
+-- the blob; the index only finds it.
+CREATE VIRTUAL TABLE fts USING fts5 (
+    headers, body,
+    content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#;
+
+/// Opens a connection with the settings every connection needs.
+pub fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // WAL lets readers run beside the writer. synchronous=FULL makes every commit fsync
+    // the WAL, so a committed transaction survives power loss; group commit
+    // (writer.rs) keeps that affordable.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;",
+    )?;
+    // Another process (the CLI beside a running server) may hold the write lock briefly.
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Creates the schema in a new database, or checks an existing one.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let exists: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !exists {
+        tx.execute_batch(SCHEMA)?;
+        let now = super::now() as i64;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('next_uidvalidity', ?2)", (SCHEMA_VERSION, now))?;
+    } else {
+        let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "the data folder was written by a newer Tern (schema {version}, this build knows {SCHEMA_VERSION}); upgrade Tern"
+            )));
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

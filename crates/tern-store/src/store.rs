@@ -1,0 +1,119 @@
+//! The `Store` trait: the one door every writer and reader of mail goes through.
+//!
+//! Servers hold an `Arc<dyn Store>` and never know which backend is behind it. Every
+//! method that changes state returns only after the change is durable (RFC 9051 allows
+//! an OK for APPEND, COPY, MOVE and STORE only then; SMTP's 250 likewise), and after it
+//! has been published on the change bus. Multi-message operations are atomic: all of
+//! them happen or none.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::metadata::MessageMetadata;
+use crate::{
+    Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags,
+    FlagsUpdate, Mailbox, MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, TextField,
+    Uid,
+};
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- Domains -------------------------------------------------------------------
+
+    async fn create_domain(&self, name: &str) -> Result<Domain>;
+    async fn domains(&self) -> Result<Vec<Domain>>;
+    async fn domain(&self, name: &str) -> Result<Domain>;
+    /// Removes a domain that has no accounts and no aliases left.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+    /// Sends mail for unknown local parts of `domain` to `target` (an account's address),
+    /// or stops doing so with `None`.
+    async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> Result<()>;
+
+    // --- Accounts and aliases ------------------------------------------------------
+
+    /// Creates an account with INBOX and the special-use folders (Sent, Drafts, Trash,
+    /// Junk, Archive), all subscribed.
+    async fn create_account(&self, account: NewAccount) -> Result<Account>;
+    async fn account(&self, address: &str) -> Result<Account>;
+    async fn account_by_id(&self, id: AccountId) -> Result<Account>;
+    /// Accounts, optionally of one domain, ordered by address.
+    async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>>;
+    async fn set_password_hash(&self, address: &str, hash: &str) -> Result<()>;
+    async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()>;
+    async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()>;
+    /// Deletes an account, its mailboxes, messages and aliases pointing at it.
+    async fn delete_account(&self, address: &str) -> Result<()>;
+    async fn create_alias(&self, address: &str, target: &str) -> Result<Alias>;
+    async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
+    async fn delete_alias(&self, address: &str) -> Result<()>;
+    /// The account that mail to `address` reaches: an account, an alias, the address
+    /// without its `+tag`, or the domain's catch-all, in that order. `None` if no hosted
+    /// domain accepts it.
+    async fn resolve_recipient(&self, address: &str) -> Result<Option<AccountId>>;
+
+    // --- Mailboxes -----------------------------------------------------------------
+
+    /// All mailboxes of an account, ordered by name.
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    /// A mailbox by name (INBOX case-insensitively), with fresh counts.
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Mailbox>;
+    async fn mailbox_by_id(&self, id: MailboxId) -> Result<Mailbox>;
+    /// Creates a mailbox (RFC 9051 §6.3.4) and any missing parents; a special-use
+    /// attribute may be given (RFC 6154 §3, CREATE-SPECIAL-USE).
+    async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<SpecialUse>) -> Result<Mailbox>;
+    /// Renames a mailbox and its children (RFC 9051 §6.3.6). Renaming INBOX moves its
+    /// messages to a new mailbox and leaves INBOX empty.
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Deletes a mailbox and its messages. Refused for INBOX and for a mailbox with
+    /// children (the HASCHILDREN response code, RFC 5530 §3).
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+
+    // --- Messages ------------------------------------------------------------------
+
+    /// Appends messages to a mailbox atomically (MULTIAPPEND, RFC 3502), returning the
+    /// APPENDUID data of each (RFC 4315 §3). Durable before it returns.
+    async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Appended>>;
+    /// Every message of a mailbox in UID order: what a session needs to open it.
+    async fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageSummary>>;
+    /// The given messages (those that still exist), in UID order.
+    async fn messages_by_uid(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageSummary>>;
+    /// The metadata derived at ingest (envelope, body structure, search fields).
+    async fn metadata(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, MessageMetadata)>>;
+    /// The message's bytes, exactly as stored.
+    async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
+    /// The path of the file holding the message's bytes, for streaming large messages
+    /// (embedded backend; other backends return `None` and callers use `read_message`).
+    async fn message_file(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<std::path::PathBuf>>;
+    /// Changes the flags of the given messages (STORE, RFC 9051 §6.4.6) atomically.
+    /// With `unchanged_since` (CONDSTORE, RFC 7162 §3.1.3) messages changed after that
+    /// modseq are left alone and reported in `modified`.
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<FlagsUpdate>;
+    /// Copies messages to another mailbox of the same account atomically (COPY).
+    async fn copy(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<CopyResult>;
+    /// Moves messages atomically (MOVE, RFC 6851): copy and expunge in one transaction.
+    async fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<CopyResult>;
+    /// Removes messages atomically; returns the UIDs removed, in order.
+    async fn expunge(&self, mailbox: MailboxId, which: Expunge) -> Result<Vec<Uid>>;
+    /// What changed since `modseq` (CONDSTORE CHANGEDSINCE, QRESYNC, RFC 7162 §3.2.5).
+    async fn changes_since(&self, mailbox: MailboxId, modseq: ModSeq) -> Result<Changes>;
+    /// Full-text search over decoded headers and text parts; every word of `query` must
+    /// occur (as a word or word prefix). Returns matching UIDs in order.
+    async fn search_text(&self, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>>;
+
+    // --- Change bus ----------------------------------------------------------------
+
+    /// Committed changes, as they happen (see the `changes` module).
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
+
+    /// Finishes outstanding writes and makes everything durable; later calls fail with
+    /// `StoreError::Closed`. Called on graceful shutdown.
+    async fn close(&self) -> Result<()>;
+}
