@@ -19,6 +19,8 @@ pub enum StoreError {
     NoSuchAlias(String),
     #[error("mailbox {0:?} does not exist")]
     NoSuchMailbox(String),
+    #[error("no message with UID {0} in this mailbox")]
+    NoSuchMessage(u32),
     #[error("mailbox {0:?} already exists")]
     MailboxExists(String),
     #[error("mailbox {0:?} has child mailboxes; delete or move them first")]

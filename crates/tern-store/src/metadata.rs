@@ -150,7 +150,7 @@ impl MessageMetadata {
             }
         }
         truncate_at_char(&mut index_body, MAX_INDEXED_BODY);
-        let preview: String = index_body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(PREVIEW_CHARS).collect();
+        let preview = preview(&index_body);
         MessageMetadata {
             envelope: envelope(&msg),
             body: body_part(&msg, root, 0),
@@ -167,6 +167,21 @@ impl MessageMetadata {
             index_body,
         }
     }
+}
+
+/// The first words of the text, whitespace folded, for a message list.
+fn preview(text: &str) -> String {
+    let mut out = String::with_capacity(PREVIEW_CHARS + 16);
+    for word in text.split_whitespace() {
+        if out.chars().count() >= PREVIEW_CHARS {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.chars().take(PREVIEW_CHARS).collect()
 }
 
 fn truncate_at_char(s: &mut String, max: usize) {

@@ -82,8 +82,9 @@ pub trait Store: Send + Sync + 'static {
     async fn metadata(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, MessageMetadata)>>;
     /// The message's bytes, exactly as stored.
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
-    /// The path of the file holding the message's bytes, for streaming large messages
-    /// (embedded backend; other backends return `None` and callers use `read_message`).
+    /// The path of the file holding the message's bytes, for streaming large messages.
+    /// `None` when the body is not a file of its own (small bodies in the embedded
+    /// backend, other backends): callers then use `read_message`.
     async fn message_file(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<std::path::PathBuf>>;
     /// Changes the flags of the given messages (STORE, RFC 9051 §6.4.6) atomically.
     /// With `unchanged_since` (CONDSTORE, RFC 7162 §3.1.3) messages changed after that

@@ -3,7 +3,8 @@
 //! the store and proves that every acknowledged message is present and byte-exact, that
 //! nothing is half-visible (a two-message append is all there or not at all, every
 //! listed message reads back whole), that the counters match, and that SQLite's
-//! integrity check passes. Twenty rounds on the same store.
+//! integrity check passes. Twenty rounds on the same store; bodies both small (rows)
+//! and large (blob files).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -21,7 +22,9 @@ const WRITERS: usize = 4;
 /// `round`: deterministic, so the parent knows what every byte should be.
 fn message(round: usize, writer: usize, seq: usize, part: usize) -> Vec<u8> {
     let id = format!("{round}-{writer}-{seq}-{part}");
-    let filler = format!("{id} lorem ipsum dolor sit amet\r\n").repeat(40 + seq % 50);
+    // Every seventh append is large enough to be stored as a blob file, not a row.
+    let lines = if seq % 7 == 3 { 8000 } else { 40 + seq % 50 };
+    let filler = format!("{id} lorem ipsum dolor sit amet\r\n").repeat(lines);
     format!("Subject: crash {id}\r\nMessage-ID: <{id}@crash.test>\r\n\r\n{filler}").into_bytes()
 }
 

@@ -162,6 +162,7 @@ pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Ve
     let id = account_id(conn, address)?;
     let boxes = mailboxes::list(conn, id)?;
     conn.execute("DELETE FROM fts WHERE rowid IN (SELECT id FROM blobs WHERE account_id = ?1)", [id.0])?;
+    conn.execute("DELETE FROM blob_bodies WHERE blob_id IN (SELECT id FROM blobs WHERE account_id = ?1)", [id.0])?;
     conn.execute("DELETE FROM blobs WHERE account_id = ?1", [id.0])?;
     for b in &boxes {
         conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [b.id.0])?;

@@ -13,7 +13,12 @@ use crate::{
     MessageSummary, ModSeq, StoreError, SystemFlags, TextField, Uid,
 };
 
-/// A message made ready outside the write transaction: parsed, hashed, its blob durable.
+/// Bodies up to this size are stored in the database (group-committed with their rows);
+/// larger ones as blob files. See docs/architecture.md for the measurements behind it.
+pub const INLINE_MAX: usize = 256 * 1024;
+
+/// A message made ready outside the write transaction: parsed, hashed, and, if it is
+/// stored as a file, that file durable.
 pub struct Prepared {
     pub raw: Vec<u8>,
     pub hash: BlobHash,
@@ -38,6 +43,11 @@ impl Prepared {
             flags,
             internal_date: internal_date.unwrap_or_else(|| now() as i64),
         })
+    }
+
+    /// Whether the body goes into the database rather than a blob file.
+    pub fn inline(&self) -> bool {
+        self.raw.len() <= INLINE_MAX
     }
 }
 
@@ -79,11 +89,9 @@ fn update_mailbox(conn: &Connection, id: MailboxId, d: &Delta, uidnext: Option<U
 }
 
 fn check_quota(conn: &Connection, account: AccountId, adding: u64) -> Result<(), StoreError> {
-    let (quota, used): (Option<i64>, i64) = conn.query_row(
-        "SELECT quota, (SELECT COALESCE(SUM(size), 0) FROM mailboxes WHERE account_id = ?1) FROM accounts WHERE id = ?1",
-        [account.0],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (quota, used): (Option<i64>, i64) = conn
+        .prepare_cached("SELECT quota, (SELECT COALESCE(SUM(size), 0) FROM mailboxes WHERE account_id = ?1) FROM accounts WHERE id = ?1")?
+        .query_row([account.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if let Some(limit) = quota
         && used as u64 + adding > limit as u64
     {
@@ -100,8 +108,9 @@ fn flags_from(system: u8, keywords: &str) -> Flags {
     Flags { system: SystemFlags(system), keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect() }
 }
 
-/// Finds or creates the blob row for a prepared message, taking one reference.
-fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &Prepared) -> Result<i64, StoreError> {
+/// Finds or creates the blob row for a prepared message, taking one reference. A new
+/// blob's text is queued in `index` for the full-text index.
+fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &mut Prepared, index: &mut Vec<(i64, String, String)>) -> Result<i64, StoreError> {
     let existing: Option<i64> = conn
         .prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE account_id = ?1 AND hash = ?2 RETURNING id")?
         .query_row(params![account.0, &p.hash[..]], |r| r.get(0))
@@ -109,10 +118,12 @@ fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &
     if let Some(id) = existing {
         return Ok(id);
     }
-    // A new blob row. The file was made durable when the message was prepared, unless an
-    // expunge committed in between removed an identical, then unreferenced, file: put()
-    // checks and writes it again if so.
-    blobs.put(account, &p.hash, &p.raw)?;
+    // A new blob row. A large body's file was made durable when the message was
+    // prepared, unless an expunge committed in between removed an identical, then
+    // unreferenced, file: put() checks and writes it again if so.
+    if !p.inline() {
+        blobs.put(account, &p.hash, &p.raw)?;
+    }
     let m = &p.metadata;
     conn.prepare_cached(
         "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id)
@@ -120,12 +131,28 @@ fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &
     )?
     .execute(params![account.0, &p.hash[..], p.raw.len() as i64, p.metadata_json, m.sent_date, m.base_subject, m.message_id])?;
     let id = conn.last_insert_rowid();
-    conn.prepare_cached("INSERT INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, m.index_headers, m.index_body])?;
+    if p.inline() {
+        conn.prepare_cached("INSERT INTO blob_bodies (blob_id, data) VALUES (?1, ?2)")?.execute(params![id, &p.raw])?;
+    }
+    index.push((id, std::mem::take(&mut p.metadata.index_headers), std::mem::take(&mut p.metadata.index_body)));
     Ok(id)
 }
 
-/// Drops one reference to a blob; returns its hash if nothing refers to it any more.
+/// Adds queued full-text rows, skipping blobs that a later job of the same batch
+/// already removed again.
+pub fn index(conn: &Connection, rows: Vec<(i64, String, String)>) -> Result<(), StoreError> {
+    let mut alive = conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+    let mut insert = conn.prepare_cached("INSERT INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
+    for (id, headers, body) in rows {
+        if alive.exists([id])? {
+            insert.execute(params![id, headers, body])?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops one reference to a blob; returns its hash if nothing refers to it any more and
+/// its body is a file to remove after the commit.
 fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<(AccountId, BlobHash)>, StoreError> {
     let (account, hash, refs): (i64, Vec<u8>, i64) = conn
         .prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1 RETURNING account_id, hash, refs")?
@@ -135,11 +162,21 @@ fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<(AccountId, Bl
     }
     conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([blob_id])?;
     conn.prepare_cached("DELETE FROM fts WHERE rowid = ?1")?.execute([blob_id])?;
+    if conn.prepare_cached("DELETE FROM blob_bodies WHERE blob_id = ?1")?.execute([blob_id])? > 0 {
+        return Ok(None);
+    }
     let hash: BlobHash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
     Ok(Some((AccountId(account), hash)))
 }
 
-pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared: &[Prepared]) -> Result<(Vec<Appended>, ChangeEvent), StoreError> {
+/// What an append leaves: the APPENDUID data, the event, and text to index.
+pub struct AppendOutcome {
+    pub appended: Vec<Appended>,
+    pub event: ChangeEvent,
+    pub index: Vec<(i64, String, String)>,
+}
+
+pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared: &mut [Prepared]) -> Result<AppendOutcome, StoreError> {
     let t = load(conn, mailbox)?;
     let m = &t.mailbox;
     check_quota(conn, m.account, prepared.iter().map(|p| p.raw.len() as u64).sum())?;
@@ -152,8 +189,9 @@ pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared
         "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    for p in prepared {
-        let blob_id = reference_blob(conn, blobs, m.account, p)?;
+    let mut index = Vec::new();
+    for p in prepared.iter_mut() {
+        let blob_id = reference_blob(conn, blobs, m.account, p, &mut index)?;
         insert.execute(params![
             m.id.0,
             uid,
@@ -171,7 +209,7 @@ pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared
     }
     update_mailbox(conn, m.id, &delta, Some(uid), Some(modseq))?;
     let event = ChangeEvent { account: m.account, mailbox: m.id, modseq, kind: ChangeKind::Appended(out.iter().map(|a| a.uid).collect()) };
-    Ok((out, event))
+    Ok(AppendOutcome { appended: out, event, index })
 }
 
 const SUMMARY: &str = "SELECT uid, modseq, flags, keywords, internal_date, save_date, size, blob_id FROM messages";
@@ -235,15 +273,26 @@ pub fn metadata(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<V
         .collect()
 }
 
-/// The account and blob hash holding a message's bytes.
-pub fn blob_of(conn: &Connection, mailbox: MailboxId, uid: Uid) -> Result<(AccountId, BlobHash), StoreError> {
-    let (account, hash): (i64, Vec<u8>) = conn
-        .prepare_cached("SELECT b.account_id, b.hash FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?1 AND m.uid = ?2")?
-        .query_row(params![mailbox.0, uid], |r| Ok((r.get(0)?, r.get(1)?)))
+/// Where a message's bytes are.
+pub enum Body {
+    Inline(Vec<u8>),
+    File(AccountId, BlobHash),
+}
+
+pub fn body(conn: &Connection, mailbox: MailboxId, uid: Uid) -> Result<Body, StoreError> {
+    let (blob_id, account, hash, data): (i64, i64, Vec<u8>, Option<Vec<u8>>) = conn
+        .prepare_cached(
+            "SELECT b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+             LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+        )?
+        .query_row(params![mailbox.0, uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?
-        .ok_or_else(|| StoreError::NoSuchMailbox(format!("message UID {uid} in mailbox #{}", mailbox.0)))?;
-    let hash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("UID {uid} has a malformed blob hash")))?;
-    Ok((AccountId(account), hash))
+        .ok_or(StoreError::NoSuchMessage(uid))?;
+    if let Some(data) = data {
+        return Ok(Body::Inline(data));
+    }
+    let hash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
+    Ok(Body::File(AccountId(account), hash))
 }
 
 pub fn store_flags(

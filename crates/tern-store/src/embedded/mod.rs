@@ -1,10 +1,15 @@
-//! The embedded backend: SQLite (WAL) for everything but bodies, content-addressed
-//! files for bodies, all under one data folder:
+//! The embedded backend: SQLite (WAL) for accounts, mailboxes, messages, metadata, the
+//! full-text index and bodies up to 256 KiB; content-addressed files for larger bodies;
+//! all under one data folder:
 //!
 //! ```text
-//! DATA/store/tern.db      accounts, mailboxes, messages, metadata, full-text index
-//! DATA/store/blobs/       message bodies (see blob.rs)
+//! DATA/store/tern.db      everything but large bodies
+//! DATA/store/blobs/       bodies over 256 KiB (see blob.rs)
 //! ```
+//!
+//! Small bodies live in the database because a durable file costs a file fsync, a rename
+//! and a directory fsync each (about 5 ms on the reference machine), while bodies in the
+//! WAL share one fsync per group commit; docs/architecture.md has the numbers.
 //!
 //! Writes go through one writer thread with group commit (writer.rs); reads use a small
 //! pool of connections that run beside it. Blocking SQLite and file work happens on
@@ -51,6 +56,9 @@ pub struct EmbeddedStore {
 
 struct Inner {
     db: PathBuf,
+    /// Which account each mailbox belongs to (it never changes), so an append knows
+    /// where its blob goes without a database read.
+    owners: Mutex<std::collections::HashMap<MailboxId, AccountId>>,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     blobs: BlobStore,
@@ -69,7 +77,7 @@ impl EmbeddedStore {
         blobs.clean_tmp();
         let bus = ChangeBus::new();
         let writer = Writer::start(&db, blobs.clone(), bus.clone())?;
-        Ok(EmbeddedStore { inner: Arc::new(Inner { db, writer, readers: Mutex::new(vec![conn]), blobs, bus }) })
+        Ok(EmbeddedStore { inner: Arc::new(Inner { db, owners: Mutex::default(), writer, readers: Mutex::new(vec![conn]), blobs, bus }) })
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
@@ -270,13 +278,25 @@ impl Store for EmbeddedStore {
         // Parse, hash and make the blobs durable outside the write transaction, in
         // parallel with other writers; the writer thread then only inserts rows.
         let inner = self.inner.clone();
-        let account = self.read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account)).await?;
+        let known = self.inner.owners.lock().ok().and_then(|o| o.get(&mailbox).copied());
+        let account = match known {
+            Some(a) => a,
+            None => {
+                let a = self.read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account)).await?;
+                if let Ok(mut o) = self.inner.owners.lock() {
+                    o.insert(mailbox, a);
+                }
+                a
+            }
+        };
         let prepared = tokio::task::spawn_blocking(move || {
             messages
                 .into_iter()
                 .map(|m| {
                     let p = Prepared::new(m.raw, m.flags, m.internal_date)?;
-                    inner.blobs.put(account, &p.hash, &p.raw)?;
+                    if !p.inline() {
+                        inner.blobs.put(account, &p.hash, &p.raw)?;
+                    }
                     Ok(p)
                 })
                 .collect::<Result<Vec<_>>>()
@@ -284,9 +304,10 @@ impl Store for EmbeddedStore {
         .await
         .map_err(|e| StoreError::Corrupt(format!("preparing a message panicked: {e}")))??;
         let blobs = self.inner.blobs.clone();
-        self.write_events(move |c| {
-            let (appended, event) = messages::append(c, &blobs, mailbox, &prepared)?;
-            Ok((appended, vec![event]))
+        self.write(move |c| {
+            let mut prepared = prepared;
+            let out = messages::append(c, &blobs, mailbox, &mut prepared)?;
+            Ok((out.appended, Effects { events: vec![out.event], index: out.index, ..Default::default() }))
         })
         .await
     }
@@ -308,8 +329,10 @@ impl Store for EmbeddedStore {
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let blobs = self.inner.blobs.clone();
         self.read(move |c| {
-            let (account, hash) = messages::blob_of(c, mailbox, uid)?;
-            blobs.read(account, &hash)
+            match messages::body(c, mailbox, uid)? {
+                messages::Body::Inline(data) => Ok(data),
+                messages::Body::File(account, hash) => blobs.read(account, &hash),
+            }
         })
         .await
     }
@@ -317,8 +340,10 @@ impl Store for EmbeddedStore {
     async fn message_file(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<PathBuf>> {
         let blobs = self.inner.blobs.clone();
         self.read(move |c| {
-            let (account, hash) = messages::blob_of(c, mailbox, uid)?;
-            Ok(Some(blobs.path(account, &hash)))
+            match messages::body(c, mailbox, uid)? {
+                messages::Body::Inline(_) => Ok(None),
+                messages::Body::File(account, hash) => Ok(Some(blobs.path(account, &hash))),
+            }
         })
         .await
     }

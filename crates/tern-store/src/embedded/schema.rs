@@ -38,8 +38,10 @@ CREATE TABLE aliases (
 );
 CREATE INDEX aliases_account ON aliases (account_id);
 
+-- AUTOINCREMENT: ids of deleted mailboxes and blobs are never handed out again, so a
+-- stale id held by a session or a cache can never name someone else's data.
 CREATE TABLE mailboxes (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL,
     name TEXT NOT NULL,
     special_use TEXT,
@@ -57,7 +59,7 @@ CREATE TABLE mailboxes (
 
 -- One row per distinct message body per account; `refs` counts the messages using it.
 CREATE TABLE blobs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL,
     hash BLOB NOT NULL,
     size INTEGER NOT NULL,
@@ -92,6 +94,13 @@ CREATE TABLE expunged (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 
+-- Bodies of up to INLINE_MAX bytes live here, so that appending them is part of the
+-- same group-committed WAL write as their rows; larger bodies are blob files.
+CREATE TABLE blob_bodies (
+    blob_id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+
 -- Full-text index, one row per blob (rowid = blobs.id). Contentless: the text lives in
 -- the blob; the index only finds it.
 CREATE VIRTUAL TABLE fts USING fts5 (
@@ -112,7 +121,8 @@ pub fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;",
+         PRAGMA cache_size = -4000;
+         PRAGMA journal_size_limit = 67108864;",
     )?;
     // Another process (the CLI beside a running server) may hold the write lock briefly.
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -121,6 +131,9 @@ pub fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
 
 /// Creates the schema in a new database, or checks an existing one.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // Space freed by expunged inline bodies is handed back in steps instead of only
+    // being reused; this must be set before the first table exists.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let exists: bool = tx.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
