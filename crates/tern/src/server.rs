@@ -1,0 +1,109 @@
+//! Running Tern: opens the store, loads TLS, starts a listener for every configured
+//! service this build serves, and shuts down gracefully on SIGTERM or Ctrl-C (stop
+//! accepting, let sessions finish within the grace period, flush the store).
+//!
+//! The protocol servers plug in through [`services`]: each later protocol (IMAP, POP3,
+//! SMTP, HTTP) adds itself there.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tern_store::{EmbeddedStore, Store};
+
+use crate::config::Config;
+use crate::listeners::{Limits, ListenError, ListenerSpec, Listeners, Service, ShutdownSignals, TlsMode};
+
+/// Why Tern could not start or stop cleanly. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the mail store in {path}: {source}")]
+    Store { path: String, source: tern_store::StoreError },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+/// The server for a service key of `[listen]` ("imap", "smtp", …), if this build has
+/// one. The protocol servers register here as they arrive; until then a configured
+/// service is reported as "not served by this build yet" and its port stays closed.
+pub fn services(_name: &str, _store: &Arc<dyn Store>) -> Option<Arc<dyn Service>> {
+    None
+}
+
+/// One row of the start-up table.
+pub struct ServiceState {
+    pub name: &'static str,
+    pub tls: TlsMode,
+    pub addrs: Vec<SocketAddr>,
+    /// Listening, or configured but not served by this build.
+    pub listening: bool,
+}
+
+/// A started Tern: listeners bound, store open.
+pub struct Running {
+    pub store: EmbeddedStore,
+    listeners: Listeners,
+    pub states: Vec<ServiceState>,
+    grace: std::time::Duration,
+    signals: ShutdownSignals,
+}
+
+/// Opens the store and binds every served listener. Fails before accepting anything if
+/// a port is taken or the certificate is unusable.
+pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeError> {
+    // Before anything else: a SIGTERM during start-up then still means "shut down
+    // gracefully", not "die".
+    let signals = ShutdownSignals::install();
+    let store_path = data_dir.join("store");
+    let store = EmbeddedStore::open(&store_path).map_err(|source| ServeError::Store { path: store_path.display().to_string(), source })?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let tls = match config.listen.first_tls_service() {
+        Some(_) => Some(crate::tls::load_server_config(
+            &config.tls.certificate_path(data_dir),
+            &config.tls.private_key_path(data_dir),
+        )?),
+        None => None,
+    };
+    let mut specs = Vec::new();
+    let mut states = Vec::new();
+    for (name, tls_mode, addrs) in config.listen.services() {
+        if addrs.is_empty() {
+            continue;
+        }
+        let service = services(name, &shared);
+        states.push(ServiceState { name, tls: tls_mode, addrs: addrs.to_vec(), listening: service.is_some() });
+        if let Some(service) = service {
+            specs.push(ListenerSpec { name, addrs: addrs.to_vec(), tls_mode, service });
+        }
+    }
+    let listeners = Listeners::bind(specs, tls, Limits::from(&config.limits)).await?;
+    // Report the addresses actually bound (port 0 in a config means "any free port").
+    for state in &mut states {
+        let bound: Vec<SocketAddr> = listeners.local_addrs().iter().filter(|(n, _)| *n == state.name).map(|(_, a)| *a).collect();
+        if !bound.is_empty() {
+            state.addrs = bound;
+        }
+    }
+    Ok(Running { store, listeners, states, grace: config.shutdown.grace(), signals })
+}
+
+impl Running {
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn serve_until_signal(mut self) -> Result<(), ServeError> {
+        self.signals.recv().await;
+        self.shutdown().await
+    }
+
+    /// Stops accepting, lets sessions finish within the grace period, flushes the store.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let report = self.listeners.shutdown(self.grace).await;
+        if report.aborted > 0 {
+            tracing::warn!(finished = report.finished, cut = report.aborted, "sessions still open after the grace period were cut");
+        }
+        self.store.close().await.map_err(|source| ServeError::Store { path: "the data folder".into(), source })?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
