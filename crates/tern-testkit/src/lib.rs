@@ -1,4 +1,5 @@
-//! Test support for Tern: generated mail corpora and (in later issues) fixtures that run
-//! real peers — Dovecot, Postfix — on loopback. Used by tests and benches only.
+//! Test support for Tern: generated mail corpora and fixtures that run real peers on
+//! loopback (Dovecot now; Postfix in a later issue). Used by tests and benches only.
 
 pub mod corpus;
+pub mod dovecot;

@@ -1,0 +1,102 @@
+//! Shared helpers for Tern's benchmarks: disk usage, and a minimal blocking IMAP client
+//! used only to give the peer (Dovecot) exactly the workload Tern gets. It speaks just
+//! enough of RFC 9051 for LOGIN, APPEND (synchronizing and LITERAL+ literals), SELECT,
+//! UID FETCH and LOGOUT, and is not part of Tern.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+pub struct Imap {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: u32,
+}
+
+impl Imap {
+    pub fn login(port: u16, user: &str, password: &str) -> Imap {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the peer");
+        stream.set_nodelay(true).ok();
+        let mut imap = Imap { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream, tag: 0 };
+        imap.line(); // greeting
+        imap.command(&format!("LOGIN {user} {password}"));
+        imap
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).expect("read from the peer");
+        assert!(!l.is_empty(), "the peer closed the connection");
+        l
+    }
+
+    fn next_tag(&mut self) -> String {
+        self.tag += 1;
+        format!("b{}", self.tag)
+    }
+
+    /// Reads until the tagged response; returns the untagged lines.
+    fn finish(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line();
+            if let Some(rest) = l.strip_prefix(tag) {
+                assert!(rest.starts_with(" OK"), "peer said: {l}");
+                return lines;
+            }
+            lines.push(l);
+        }
+    }
+
+    pub fn command(&mut self, cmd: &str) -> Vec<String> {
+        let tag = self.next_tag();
+        write!(self.writer, "{tag} {cmd}\r\n").unwrap();
+        self.finish(&tag)
+    }
+
+    /// One APPEND, waiting for the continuation and the tagged OK: the peer has made
+    /// the message durable when this returns.
+    pub fn append(&mut self, mailbox: &str, message: &[u8]) {
+        let tag = self.next_tag();
+        write!(self.writer, "{tag} APPEND {mailbox} {{{}}}\r\n", message.len()).unwrap();
+        let cont = self.line();
+        assert!(cont.starts_with('+'), "peer said: {cont}");
+        self.writer.write_all(message).unwrap();
+        self.writer.write_all(b"\r\n").unwrap();
+        self.finish(&tag);
+    }
+
+    /// Many APPENDs pipelined with LITERAL+ (RFC 7888), for filling a mailbox fast.
+    pub fn append_pipelined(&mut self, mailbox: &str, messages: impl Iterator<Item = Vec<u8>>) {
+        let mut tags = Vec::new();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, self.writer.try_clone().unwrap());
+        for m in messages {
+            let tag = self.next_tag();
+            write!(out, "{tag} APPEND {mailbox} {{{}+}}\r\n", m.len()).unwrap();
+            out.write_all(&m).unwrap();
+            out.write_all(b"\r\n").unwrap();
+            tags.push(tag);
+            if tags.len() >= 500 {
+                out.flush().unwrap();
+                for t in tags.drain(..) {
+                    self.finish(&t);
+                }
+            }
+        }
+        out.flush().unwrap();
+        for t in tags {
+            self.finish(&t);
+        }
+    }
+}
+
+/// Bytes used on disk by everything under `path` (allocated blocks, as `du` counts).
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if meta.is_dir() {
+        std::fs::read_dir(path).map(|d| d.flatten().map(|e| disk_usage(&e.path())).sum()).unwrap_or(0)
+    } else {
+        meta.blocks() * 512
+    }
+}
