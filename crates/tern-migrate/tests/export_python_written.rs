@@ -9,10 +9,10 @@
 //! Python adds to a message that lacks one; flags are what `mailbox` reads back.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use tern_migrate::export::{ExportedMessage, Maildir, Mbox, maildir};
+use tern_testkit::python::{self, i64_of, str_of, unhex};
 
 const WRITER: &str = r#"
 import calendar, email.generator, io, json, mailbox, os, sys, time
@@ -138,38 +138,7 @@ print(json.dumps(manifest))
 "#;
 
 fn run_writer(dir: &Path) -> Value {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(WRITER)
-        .arg(dir)
-        .output()
-        .expect("python3 must be installed to run this test");
-    assert!(
-        output.status.success(),
-        "the Python writer failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the Python writer prints JSON")
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len().is_multiple_of(2));
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex from Python"))
-        .collect()
-}
-
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {value}"))
-}
-
-fn i64_of(value: &Value, key: &str) -> i64 {
-    value[key]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{key} in {value}"))
+    python::run_json(WRITER, &[&dir])
 }
 
 fn keywords(message: &ExportedMessage) -> Vec<&str> {

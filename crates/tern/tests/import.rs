@@ -17,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use tern_store::{EmbeddedStore, Flags, MessageSummary, Store};
 use tern_testkit::dovecot::Dovecot;
+use tern_testkit::python::{self, str_of, strings_of, unhex};
 
 const DOMAIN: &str = "example.test";
 const ALICE: &str = "alice@example.test";
@@ -82,41 +83,8 @@ fn data_folder(accounts: &[&str]) -> tempfile::TempDir {
 
 /// Runs a Python script (standard library only) and parses the JSON it prints.
 fn python(script: &str, args: &[&str]) -> Value {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 must be installed to run this test (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "the Python script failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the Python script prints JSON")
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    assert!(text.len().is_multiple_of(2));
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex from Python"))
-        .collect()
-}
-
-fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {value}"))
-}
-
-fn strings_of<'a>(value: &'a Value, key: &str) -> Vec<&'a str> {
-    value[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("{key} in {value}"))
-        .iter()
-        .map(|v| v.as_str().expect("string"))
-        .collect()
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    python::run_json(script, &args)
 }
 
 /// Dovecot's save conversion: every CRLF becomes LF, nothing else changes.

@@ -157,11 +157,16 @@ pub fn update_account(conn: &Connection, address: &str, column: &'static str, va
     Ok(())
 }
 
-/// Deletes an account and everything it owns. Returns its mailboxes (for events).
-pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Vec<crate::Mailbox>), StoreError> {
+/// Deletes an account and everything it owns. Returns its mailboxes (for events) and
+/// its blobs (for the index; the blob folder goes whole).
+pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Vec<crate::Mailbox>, Vec<super::messages::Removed>), StoreError> {
     let id = account_id(conn, address)?;
     let boxes = mailboxes::list(conn, id)?;
-    conn.execute("DELETE FROM fts WHERE rowid IN (SELECT id FROM blobs WHERE account_id = ?1)", [id.0])?;
+    let mut st = conn.prepare("SELECT id FROM blobs WHERE account_id = ?1")?;
+    let blobs = st
+        .query_map([id.0], |r| r.get(0))?
+        .map(|b| b.map(|blob_id| super::messages::Removed { blob_id, file: None }))
+        .collect::<Result<Vec<_>, _>>()?;
     conn.execute("DELETE FROM blob_bodies WHERE blob_id IN (SELECT id FROM blobs WHERE account_id = ?1)", [id.0])?;
     conn.execute("DELETE FROM blobs WHERE account_id = ?1", [id.0])?;
     for b in &boxes {
@@ -172,7 +177,7 @@ pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Ve
     conn.execute("DELETE FROM aliases WHERE account_id = ?1", [id.0])?;
     conn.execute("UPDATE domains SET catch_all = NULL WHERE catch_all = ?1", [id.0])?;
     conn.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;
-    Ok((id, boxes))
+    Ok((id, boxes, blobs))
 }
 
 pub fn create_alias(conn: &Connection, address: &str, target: &str) -> Result<Alias, StoreError> {

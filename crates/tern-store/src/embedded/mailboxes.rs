@@ -181,7 +181,7 @@ pub fn rename(conn: &Connection, account: AccountId, from: &str, to: &str) -> Re
 /// RFC 9051 §6.3.5. A mailbox with children is refused (HASCHILDREN, RFC 5530 §3)
 /// rather than turned into a \Noselect placeholder: clients handle the error well and
 /// nobody is left with a folder they cannot open.
-pub fn delete(conn: &Connection, account: AccountId, name: &str) -> Result<(Vec<ChangeEvent>, Vec<(AccountId, crate::blob::BlobHash)>), StoreError> {
+pub fn delete(conn: &Connection, account: AccountId, name: &str) -> Result<(Vec<ChangeEvent>, Vec<messages::Removed>), StoreError> {
     let m = by_name(conn, account, name)?;
     if m.name == INBOX {
         return Err(StoreError::ProtectedMailbox(m.name, "deleted"));

@@ -138,22 +138,15 @@ fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &
     Ok(id)
 }
 
-/// Adds queued full-text rows, skipping blobs that a later job of the same batch
-/// already removed again.
-pub fn index(conn: &Connection, rows: Vec<(i64, String, String)>) -> Result<(), StoreError> {
-    let mut alive = conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
-    let mut insert = conn.prepare_cached("INSERT INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
-    for (id, headers, body) in rows {
-        if alive.exists([id])? {
-            insert.execute(params![id, headers, body])?;
-        }
-    }
-    Ok(())
+/// A blob whose last reference went: its index row goes, and its file if it has one.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub blob_id: i64,
+    pub file: Option<(AccountId, BlobHash)>,
 }
 
-/// Drops one reference to a blob; returns its hash if nothing refers to it any more and
-/// its body is a file to remove after the commit.
-fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<(AccountId, BlobHash)>, StoreError> {
+/// Drops one reference to a blob; says what to clean up if nothing refers to it any more.
+fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<Removed>, StoreError> {
     let (account, hash, refs): (i64, Vec<u8>, i64) = conn
         .prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE id = ?1 RETURNING account_id, hash, refs")?
         .query_row([blob_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -161,12 +154,11 @@ fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<(AccountId, Bl
         return Ok(None);
     }
     conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([blob_id])?;
-    conn.prepare_cached("DELETE FROM fts WHERE rowid = ?1")?.execute([blob_id])?;
     if conn.prepare_cached("DELETE FROM blob_bodies WHERE blob_id = ?1")?.execute([blob_id])? > 0 {
-        return Ok(None);
+        return Ok(Some(Removed { blob_id, file: None }));
     }
     let hash: BlobHash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
-    Ok(Some((AccountId(account), hash)))
+    Ok(Some(Removed { blob_id, file: Some((AccountId(account), hash)) }))
 }
 
 /// What an append leaves: the APPENDUID data, the event, and text to index.
@@ -380,7 +372,7 @@ pub fn copy(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> 
 }
 
 /// Removes rows and records them in the expunge history with one new modseq.
-fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<(Vec<Uid>, Vec<(AccountId, BlobHash)>, Option<ChangeEvent>), StoreError> {
+fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<(Vec<Uid>, Vec<Removed>, Option<ChangeEvent>), StoreError> {
     if victims.is_empty() {
         return Ok((Vec::new(), Vec::new(), None));
     }
@@ -401,7 +393,7 @@ fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<(Vec<
     Ok((uids, unreferenced, Some(event)))
 }
 
-pub fn expunge(conn: &Connection, mailbox: MailboxId, which: &Expunge) -> Result<(Vec<Uid>, Vec<(AccountId, BlobHash)>, Option<ChangeEvent>), StoreError> {
+pub fn expunge(conn: &Connection, mailbox: MailboxId, which: &Expunge) -> Result<(Vec<Uid>, Vec<Removed>, Option<ChangeEvent>), StoreError> {
     let m = load(conn, mailbox)?.mailbox;
     let victims: Vec<Row> = match which {
         Expunge::AllDeleted => {
@@ -414,7 +406,7 @@ pub fn expunge(conn: &Connection, mailbox: MailboxId, which: &Expunge) -> Result
     remove(conn, &m, &victims)
 }
 
-pub fn move_messages(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<(CopyResult, Vec<ChangeEvent>, Vec<(AccountId, BlobHash)>), StoreError> {
+pub fn move_messages(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<(CopyResult, Vec<ChangeEvent>, Vec<Removed>), StoreError> {
     let (result, mut events) = copy(conn, from, uids, to)?;
     let moved: Vec<Uid> = result.mapping.iter().map(|m| m.0).collect();
     let (_, unreferenced, event) = expunge(conn, from, &Expunge::Uids(moved))?;
@@ -453,13 +445,13 @@ pub fn move_all(conn: &Connection, source: &Mailbox, target: &Mailbox) -> Result
         modseq: target.highest_modseq + 1,
         kind: ChangeKind::Appended(all.iter().map(|r| r.summary.uid).collect()),
     };
-    let (_, unreferenced, expunged) = remove(conn, source, &all)?;
-    debug_assert!(unreferenced.is_empty(), "the target holds a reference to every blob");
+    let (_, released, expunged) = remove(conn, source, &all)?;
+    debug_assert!(released.is_empty(), "the target holds a reference to every blob");
     Ok(std::iter::once(appended).chain(expunged).collect())
 }
 
 /// Deletes every message of a mailbox (DELETE); returns blobs left unreferenced.
-pub fn delete_all(conn: &Connection, mailbox: &Mailbox) -> Result<Vec<(AccountId, BlobHash)>, StoreError> {
+pub fn delete_all(conn: &Connection, mailbox: &Mailbox) -> Result<Vec<Removed>, StoreError> {
     let mut st = conn.prepare_cached("SELECT blob_id FROM messages WHERE mailbox_id = ?1")?;
     let blob_ids: Vec<i64> = st.query_map([mailbox.id.0], |r| r.get(0))?.collect::<Result<_, _>>()?;
     conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [mailbox.id.0])?;
@@ -504,7 +496,7 @@ pub fn search_text(conn: &Connection, mailbox: MailboxId, field: TextField, quer
     };
     let mut st = conn.prepare_cached(
         "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1
-           AND m.blob_id IN (SELECT rowid FROM fts WHERE fts MATCH ?2) ORDER BY m.uid",
+           AND m.blob_id IN (SELECT rowid FROM idx.fts WHERE fts MATCH ?2) ORDER BY m.uid",
     )?;
     let uids = st.query_map(params![mailbox.0, q], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(uids)

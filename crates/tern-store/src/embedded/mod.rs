@@ -16,6 +16,7 @@
 //! tokio's blocking pool, never on the async executor.
 
 mod accounts;
+mod index;
 mod mailboxes;
 mod messages;
 mod schema;
@@ -40,6 +41,8 @@ use writer::{Effects, Writer};
 
 /// Read connections kept open for reuse.
 const READ_POOL: usize = 8;
+/// The full-text index's database, beside tern.db.
+pub(crate) const INDEX_FILE: &str = "index.db";
 
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
@@ -60,6 +63,7 @@ struct Inner {
     /// where its blob goes without a database read.
     owners: Mutex<std::collections::HashMap<MailboxId, AccountId>>,
     writer: Writer,
+    indexer: Arc<index::Indexer>,
     readers: Mutex<Vec<Connection>>,
     blobs: BlobStore,
     bus: ChangeBus,
@@ -73,11 +77,16 @@ impl EmbeddedStore {
         let db = dir.join("tern.db");
         let mut conn = schema::connect(&db)?;
         schema::migrate(&mut conn)?;
+        drop(conn);
         let blobs = BlobStore::open(dir.join("blobs"))?;
         blobs.clean_tmp();
+        let conn = schema::connect_reader(&db)?;
+        let indexer = Arc::new(index::Indexer::start(&dir.join(INDEX_FILE), &conn, &blobs)?);
         let bus = ChangeBus::new();
-        let writer = Writer::start(&db, blobs.clone(), bus.clone())?;
-        Ok(EmbeddedStore { inner: Arc::new(Inner { db, owners: Mutex::default(), writer, readers: Mutex::new(vec![conn]), blobs, bus }) })
+        let writer = Writer::start(&db, blobs.clone(), bus.clone(), indexer.clone())?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner { db, owners: Mutex::default(), writer, indexer, readers: Mutex::new(vec![conn]), blobs, bus }),
+        })
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
@@ -91,7 +100,7 @@ impl EmbeddedStore {
             let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
-                None => schema::connect(&inner.db)?,
+                None => schema::connect_reader(&inner.db)?,
             };
             let result = f(&conn);
             if let Ok(mut pool) = inner.readers.lock()
@@ -207,12 +216,12 @@ impl Store for EmbeddedStore {
     async fn delete_account(&self, address: &str) -> Result<()> {
         let address = address.to_string();
         self.write(move |c| {
-            let (id, boxes) = accounts::delete_account(c, &address)?;
+            let (id, boxes, unreferenced) = accounts::delete_account(c, &address)?;
             let events = boxes
                 .iter()
                 .map(|m| ChangeEvent { account: id, mailbox: m.id, modseq: m.highest_modseq, kind: ChangeKind::MailboxDeleted { name: m.name.clone() } })
                 .collect();
-            Ok(((), Effects { events, removed_accounts: vec![id], ..Default::default() }))
+            Ok(((), Effects { events, unreferenced, removed_accounts: vec![id], ..Default::default() }))
         })
         .await
     }
@@ -384,6 +393,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn search_text(&self, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>> {
+        self.inner.indexer.caught_up().await;
         let query = query.to_string();
         self.read(move |c| messages::search_text(c, mailbox, field, &query)).await
     }
@@ -394,6 +404,7 @@ impl Store for EmbeddedStore {
 
     async fn close(&self) -> Result<()> {
         self.inner.writer.close().await;
+        self.inner.indexer.close().await;
         Ok(())
     }
 }

@@ -101,13 +101,7 @@ CREATE TABLE blob_bodies (
     data BLOB NOT NULL
 );
 
--- Full-text index, one row per blob (rowid = blobs.id). Contentless: the text lives in
--- the blob; the index only finds it.
-CREATE VIRTUAL TABLE fts USING fts5 (
-    headers, body,
-    content = '', contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 2'
-);
+-- The full-text index lives in its own file, index.db (see index.rs).
 "#;
 
 /// Opens a connection with the settings every connection needs.
@@ -126,6 +120,14 @@ pub fn connect(path: &std::path::Path) -> Result<Connection, StoreError> {
     )?;
     // Another process (the CLI beside a running server) may hold the write lock briefly.
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// A read connection: the main database with the full-text index attached as `idx`.
+pub fn connect_reader(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = connect(path)?;
+    let index = path.with_file_name(super::INDEX_FILE);
+    conn.execute("ATTACH DATABASE ?1 AS idx", [index.to_string_lossy()])?;
     Ok(conn)
 }
 

@@ -22,7 +22,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::blob::{BlobHash, BlobStore};
+use super::index::{IndexRow, Indexer};
+use super::messages::Removed;
+use crate::blob::BlobStore;
 use crate::changes::{ChangeBus, ChangeEvent};
 use crate::{AccountId, StoreError};
 
@@ -39,14 +41,13 @@ const WAL_RESTART_BYTES: u64 = 64 << 20;
 #[derive(Default)]
 pub struct Effects {
     pub events: Vec<ChangeEvent>,
-    /// Blob files no row refers to any more, removed once the commit is durable.
-    pub unreferenced: Vec<(AccountId, BlobHash)>,
+    /// Blobs no message refers to any more: their index rows and files go once the
+    /// commit is durable.
+    pub unreferenced: Vec<Removed>,
     /// Accounts whose whole blob folder goes.
     pub removed_accounts: Vec<AccountId>,
-    /// Full-text index rows to add (blob id, header text, body text). They are written
-    /// after all jobs of the batch, outside the per-job savepoints: FTS5 flushes its
-    /// pending terms at every savepoint, and one flush per batch is far cheaper.
-    pub index: Vec<(i64, String, String)>,
+    /// New blobs' text for the full-text index, handed to the indexer once durable.
+    pub index: Vec<IndexRow>,
 }
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -71,7 +72,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(db: &Path, blobs: BlobStore, bus: ChangeBus) -> Result<Writer, StoreError> {
+    pub fn start(db: &Path, blobs: BlobStore, bus: ChangeBus, indexer: Arc<Indexer>) -> Result<Writer, StoreError> {
         let conn = super::schema::connect(db)?;
         // Durability comes from the sync thread's fdatasync of the WAL (see above);
         // checkpoints run on their own thread so commits never wait for them.
@@ -91,7 +92,7 @@ impl Writer {
         let stop = checkpoint_stop.clone();
         let threads = vec![
             spawn("tern-store-writer", Box::new(move || write_loop(conn, rx, sync_tx)))?,
-            spawn("tern-store-sync", Box::new(move || sync_loop(wal, sync_rx, blobs, bus)))?,
+            spawn("tern-store-sync", Box::new(move || sync_loop(wal, sync_rx, blobs, bus, indexer)))?,
             spawn("tern-store-checkpoint", Box::new(move || checkpoint_loop(checkpoint_conn, &wal_path, stop)))?,
         ];
         Ok(Writer { tx, threads: Mutex::new(threads), checkpoint_stop })
@@ -208,9 +209,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(Effects, Finish)> {
             }
         }
     }
-    let indexed = done.iter_mut().try_for_each(|(effects, _)| super::messages::index(conn, std::mem::take(&mut effects.index)));
-    let committed = indexed.and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
-    if let Err(e) = committed {
+    if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         let msg = e.to_string();
         for (_, finish) in done {
@@ -223,7 +222,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(Effects, Finish)> {
 
 /// Makes committed batches durable, then acknowledges them in commit order. Batches
 /// that queued up while one fsync ran share the next one.
-fn sync_loop(wal: File, rx: mpsc::Receiver<Synced>, blobs: BlobStore, bus: ChangeBus) {
+fn sync_loop(wal: File, rx: mpsc::Receiver<Synced>, blobs: BlobStore, bus: ChangeBus, indexer: Arc<Indexer>) {
     loop {
         let Ok(first) = rx.recv() else { return };
         let mut pending = vec![first];
@@ -241,7 +240,9 @@ fn sync_loop(wal: File, rx: mpsc::Receiver<Synced>, blobs: BlobStore, bus: Chang
                             finish(Err(StoreError::WriteFailed(format!("cannot fsync the WAL: {e}"))));
                             continue;
                         }
-                        for (account, hash) in &effects.unreferenced {
+                        indexer.add(effects.index);
+                        indexer.remove(effects.unreferenced.iter().map(|r| r.blob_id).collect());
+                        for (account, hash) in effects.unreferenced.iter().filter_map(|r| r.file.as_ref()) {
                             blobs.remove(*account, hash);
                         }
                         for account in &effects.removed_accounts {

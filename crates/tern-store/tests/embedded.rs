@@ -1,6 +1,6 @@
-//! Embedded backend specifics: where bodies live. Small bodies are rows in the database;
-//! large ones are content-addressed files, stored once per account however often they
-//! are copied, and removed when the last message using them is expunged.
+//! Embedded backend specifics: where bodies live (small ones as rows, large ones as
+//! content-addressed files stored once per account and removed with their last
+//! message), and the full-text index in its own file, repaired on open.
 
 use tern_store::{EmbeddedStore, Expunge, NewAccount, NewMessage, Store};
 
@@ -58,4 +58,33 @@ async fn deleting_an_account_removes_its_files() {
     store.delete_account("a@example.test").await.unwrap();
     assert!(!blobs.exists());
     assert_eq!(store.integrity_check().await.unwrap(), ["ok"]);
+}
+
+/// The full-text index is derived data in its own file: if it loses entries (a crash
+/// before its unsynced commits reached the disk) or goes missing, opening the store
+/// indexes what it lacks.
+#[tokio::test(flavor = "multi_thread")]
+async fn full_text_index_is_repaired_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.create_domain("example.test").await.unwrap();
+    let a = store.create_account(NewAccount { address: "a@example.test".into(), ..Default::default() }).await.unwrap();
+    let inbox = store.mailbox(a.id, "INBOX").await.unwrap();
+    let big = format!("Subject: big\r\n\r\nzeppelin {}\r\n", "filler ".repeat(50_000));
+    store
+        .append(inbox.id, vec![NewMessage::new("Subject: walrus\r\n\r\nThe walrus said hello.\r\n"), NewMessage::new(big)])
+        .await
+        .unwrap();
+    assert_eq!(store.search_text(inbox.id, tern_store::TextField::Text, "walrus").await.unwrap(), [1]);
+    store.close().await.unwrap();
+    drop(store);
+
+    std::fs::remove_file(path.join("index.db")).unwrap();
+    let _ = std::fs::remove_file(path.join("index.db-wal"));
+    let _ = std::fs::remove_file(path.join("index.db-shm"));
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.search_text(inbox.id, tern_store::TextField::Text, "walrus").await.unwrap(), [1]);
+    assert_eq!(store.search_text(inbox.id, tern_store::TextField::Body, "zeppelin").await.unwrap(), [2], "large bodies are re-read from their files");
+    store.close().await.unwrap();
 }

@@ -1,0 +1,201 @@
+//! The full-text index, in a database file of its own (`DATA/store/index.db`) written by
+//! a thread of its own.
+//!
+//! Tokenising and indexing a message costs about as much as everything else an append
+//! does in the database; in the same file it would sit on the single writer's critical
+//! path. In its own file it has its own write lock, so the indexer runs on the other
+//! core while the writer commits the next batch. The index is derived data: it is fed
+//! only committed, durable blobs (in commit order), and on open the store re-indexes
+//! any recent blob the index lacks (a crash can lose the index's last commits, which
+//! run without fsync). Rows of removed blobs are deleted when the removal commits; a
+//! leftover row is harmless, because searches join through the messages table and
+//! blob ids are never reused.
+//!
+//! Searches wait until the indexer has caught up with every blob committed before the
+//! search began, so a client that appends and then searches finds its message.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::{oneshot, watch};
+
+use crate::StoreError;
+use crate::blob::BlobStore;
+use crate::metadata::MessageMetadata;
+
+/// How far back (in blob ids) the start-up check looks for unindexed blobs: a crash
+/// loses at most the index's last few unsynced commits.
+const CATCH_UP_WINDOW: i64 = 50_000;
+/// How long a search waits for the indexer before answering from what is indexed.
+const SEARCH_WAIT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5 (
+    headers, body,
+    content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);";
+
+/// A blob's text for the index.
+pub type IndexRow = (i64, String, String);
+
+enum Msg {
+    Add(Vec<IndexRow>),
+    Remove(Vec<i64>),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct Indexer {
+    tx: Mutex<mpsc::Sender<Msg>>,
+    /// The highest blob id committed (and acknowledged) by this process.
+    committed: AtomicI64,
+    /// The highest blob id the indexer has written.
+    progress: watch::Receiver<i64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub fn open_index(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // Derived data: no fsync per commit; start-up repairs what a crash loses.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl Indexer {
+    /// Opens the index, indexes recent blobs it lacks, and starts the indexing thread.
+    pub fn start(index_db: &Path, main: &Connection, blobs: &BlobStore) -> Result<Indexer, StoreError> {
+        let conn = open_index(index_db)?;
+        let newest = catch_up(&conn, main, blobs)?;
+        let (tx, rx) = mpsc::channel();
+        let (progress_tx, progress) = watch::channel(newest);
+        let thread = std::thread::Builder::new()
+            .name("tern-store-index".into())
+            .spawn(move || run(conn, rx, progress_tx))
+            .map_err(|e| StoreError::io("cannot start the store's index thread", e))?;
+        Ok(Indexer { tx: Mutex::new(tx), committed: AtomicI64::new(newest), progress, thread: Mutex::new(Some(thread)) })
+    }
+
+    fn send(&self, msg: Msg) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Called with a durable batch's new blobs, before its callers are acknowledged.
+    pub fn add(&self, rows: Vec<IndexRow>) {
+        if let Some(max) = rows.iter().map(|r| r.0).max() {
+            self.committed.fetch_max(max, Ordering::SeqCst);
+            self.send(Msg::Add(rows));
+        }
+    }
+
+    pub fn remove(&self, blob_ids: Vec<i64>) {
+        if !blob_ids.is_empty() {
+            self.send(Msg::Remove(blob_ids));
+        }
+    }
+
+    /// Waits until everything committed so far is indexed (or a while has passed).
+    pub async fn caught_up(&self) {
+        let target = self.committed.load(Ordering::SeqCst);
+        let mut progress = self.progress.clone();
+        let _ = tokio::time::timeout(SEARCH_WAIT, progress.wait_for(|p| *p >= target)).await;
+    }
+
+    /// Indexes what is queued, then stops the thread.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Close(tx));
+        let _ = rx.await;
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) {
+    loop {
+        let Ok(first) = rx.recv() else { return };
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut closing = None;
+        let mut newest = *progress.borrow();
+        let result = (|| -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut insert = conn.prepare_cached("INSERT OR REPLACE INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
+            let mut delete = conn.prepare_cached("DELETE FROM fts WHERE rowid = ?1")?;
+            for msg in batch {
+                match msg {
+                    Msg::Add(rows) => {
+                        for (id, headers, body) in rows {
+                            insert.execute(params![id, headers, body])?;
+                            newest = newest.max(id);
+                        }
+                    }
+                    Msg::Remove(ids) => {
+                        for id in ids {
+                            delete.execute([id])?;
+                        }
+                    }
+                    Msg::Close(c) => closing = Some(c),
+                }
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = result {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "full-text indexing failed; the messages are re-indexed at the next start");
+        }
+        progress.send_replace(newest);
+        if let Some(c) = closing {
+            let _ = c.send(());
+            return;
+        }
+    }
+}
+
+/// Indexes recent blobs the index lacks; returns the newest blob id.
+fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<i64, StoreError> {
+    let newest: i64 = main.query_row("SELECT COALESCE(MAX(id), 0) FROM blobs", [], |r| r.get(0))?;
+    let from = newest - CATCH_UP_WINDOW;
+    let mut present = index.prepare("SELECT 1 FROM fts WHERE rowid = ?1")?;
+    let mut st = main.prepare(
+        "SELECT b.id, b.account_id, b.hash, d.data FROM blobs b LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE b.id > ?1",
+    )?;
+    let mut missing = Vec::new();
+    for row in st.query_map([from], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Option<Vec<u8>>>(3)?)))? {
+        let (id, account, hash, data) = row?;
+        if present.exists([id])? {
+            continue;
+        }
+        let raw = match data {
+            Some(d) => d,
+            None => {
+                let Ok(hash) = hash.try_into() else { continue };
+                blobs.read(crate::AccountId(account), &hash)?
+            }
+        };
+        let m = MessageMetadata::parse(&raw);
+        missing.push((id, m.index_headers, m.index_body));
+    }
+    if !missing.is_empty() {
+        tracing::info!(messages = missing.len(), "re-indexing messages the full-text index lacked");
+        let tx = index.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare("INSERT OR REPLACE INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
+            for (id, h, b) in missing {
+                insert.execute(params![id, h, b])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(newest)
+}
