@@ -27,9 +27,11 @@ use crate::StoreError;
 use crate::blob::BlobStore;
 use crate::metadata::MessageMetadata;
 
-/// How far back (in blob ids) the start-up check looks for unindexed blobs: a crash
-/// loses at most the index's last few unsynced commits.
-const CATCH_UP_WINDOW: i64 = 50_000;
+/// How far below the index's high-water mark the start-up check looks for unindexed
+/// blobs. Blob ids follow commit order, and one indexer indexes in commit order, but
+/// two processes (a server and a CLI import) index side by side, so one may have
+/// recorded a higher mark while the other's lower blobs were still queued.
+const CATCH_UP_WINDOW: i64 = 5_000;
 /// How long a search waits for the indexer before answering from what is indexed.
 const SEARCH_WAIT: Duration = Duration::from_secs(10);
 
@@ -37,7 +39,10 @@ const SCHEMA: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5 (
     headers, body,
     content = '', contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'
-);";
+);
+-- The highest blob id indexed, written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS mark (id INTEGER PRIMARY KEY CHECK (id = 0), upto INTEGER NOT NULL);
+INSERT OR IGNORE INTO mark (id, upto) VALUES (0, 0);";
 
 /// A blob's text for the index.
 pub type IndexRow = (i64, String, String);
@@ -148,6 +153,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
                     Msg::Close(c) => closing = Some(c),
                 }
             }
+            conn.prepare_cached("UPDATE mark SET upto = max(upto, ?1)")?.execute([newest])?;
             conn.execute_batch("COMMIT")
         })();
         if let Err(e) = result {
@@ -165,7 +171,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
 /// Indexes recent blobs the index lacks; returns the newest blob id.
 fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<i64, StoreError> {
     let newest: i64 = main.query_row("SELECT COALESCE(MAX(id), 0) FROM blobs", [], |r| r.get(0))?;
-    let from = newest - CATCH_UP_WINDOW;
+    let upto: i64 = index.query_row("SELECT upto FROM mark", [], |r| r.get(0))?;
+    let from = upto.min(newest) - CATCH_UP_WINDOW;
     let mut present = index.prepare("SELECT 1 FROM fts WHERE rowid = ?1")?;
     let mut st = main.prepare(
         "SELECT b.id, b.account_id, b.hash, d.data FROM blobs b LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE b.id > ?1",
@@ -195,6 +202,7 @@ fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<
                 insert.execute(params![id, h, b])?;
             }
         }
+        tx.execute("UPDATE mark SET upto = max(upto, ?1)", [newest])?;
         tx.commit()?;
     }
     Ok(newest)
