@@ -17,7 +17,11 @@ impl Imap {
     pub fn login(port: u16, user: &str, password: &str) -> Imap {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the peer");
         stream.set_nodelay(true).ok();
-        let mut imap = Imap { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream, tag: 0 };
+        let mut imap = Imap {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            tag: 0,
+        };
         imap.line(); // greeting
         imap.command(&format!("LOGIN {user} {password}"));
         imap
@@ -93,9 +97,13 @@ impl Imap {
 /// Bytes used on disk by everything under `path` (allocated blocks, as `du` counts).
 pub fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     if meta.is_dir() {
-        std::fs::read_dir(path).map(|d| d.flatten().map(|e| disk_usage(&e.path())).sum()).unwrap_or(0)
+        std::fs::read_dir(path)
+            .map(|d| d.flatten().map(|e| disk_usage(&e.path())).sum())
+            .unwrap_or(0)
     } else {
         meta.blocks() * 512
     }

@@ -37,7 +37,13 @@ const PASSWORD: &str = "bench-secret";
 async fn tern_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, tern_store::MailboxId) {
     let store = Arc::new(EmbeddedStore::open(&dir.join("store")).unwrap());
     store.create_domain("bench.test").await.unwrap();
-    let a = store.create_account(NewAccount { address: "bench@bench.test".into(), ..Default::default() }).await.unwrap();
+    let a = store
+        .create_account(NewAccount {
+            address: "bench@bench.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let inbox = store.mailbox(a.id, "INBOX").await.unwrap();
     (store, inbox.id)
 }
@@ -94,14 +100,27 @@ fn small_messages(n: usize) -> impl Iterator<Item = Vec<u8>> {
 
 fn main() {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("# Store benchmark: Tern embedded store vs Dovecot {} (maildir)", dovecot_version());
-    println!("# machine: {} cores, {}", num_cpus(), first_line("/proc/cpuinfo", "model name"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "# Store benchmark: Tern embedded store vs Dovecot {} (maildir)",
+        dovecot_version()
+    );
+    println!(
+        "# machine: {} cores, {}",
+        num_cpus(),
+        first_line("/proc/cpuinfo", "model name")
+    );
     println!();
 
     let corpus = Arc::new(corpus::messages(42, args.appends, 10_000));
     println!("## Durable appends of {} messages of 10 KB", args.appends);
-    println!("{:<10} {:>14} {:>14} {:>14}", "writers", "Tern msg/s", "Dovecot msg/s", "Tern/Dovecot");
+    println!(
+        "{:<10} {:>14} {:>14} {:>14}",
+        "writers", "Tern msg/s", "Dovecot msg/s", "Tern/Dovecot"
+    );
     for writers in [1, 8] {
         let tern = rt.block_on(tern_appends(corpus.clone(), writers));
         let peer = dovecot_appends(corpus.clone(), writers);
@@ -109,7 +128,10 @@ fn main() {
     }
     println!();
 
-    println!("## Open a {}-message mailbox and list UIDs and flags (messages of 2 KB)", args.mailbox);
+    println!(
+        "## Open a {}-message mailbox and list UIDs and flags (messages of 2 KB)",
+        args.mailbox
+    );
     // Tern: fill with batched multi-appends, close, then time a cold open + listing.
     let dir = tempfile::tempdir_in(".").unwrap();
     let payload: u64;
@@ -187,12 +209,27 @@ fn main() {
     assert!(fetched >= args.mailbox, "Dovecot listed {fetched}");
     println!("(Dovecot's first open, building its index of the maildir: {peer_first:.3}s)");
     let peer_bytes = disk_usage(&dovecot.maildir(USER));
-    println!("{:<10} {:>14} {:>14} {:>14}", "median of 3", "Tern", "Dovecot", "Dovecot/Tern");
-    println!("{:<10} {:>13.3}s {:>13.3}s {:>13.2}x", "open+list", tern_open, peer_open, peer_open / tern_open);
+    println!(
+        "{:<10} {:>14} {:>14} {:>14}",
+        "median of 3", "Tern", "Dovecot", "Dovecot/Tern"
+    );
+    println!(
+        "{:<10} {:>13.3}s {:>13.3}s {:>13.2}x",
+        "open+list",
+        tern_open,
+        peer_open,
+        peer_open / tern_open
+    );
     println!();
     println!("## Bytes on disk per message beyond the message itself (2 KB messages)");
     let per = |total: u64| (total as f64 - payload as f64) / args.mailbox as f64;
-    println!("{:<10} {:>14.0} {:>14.0} {:>13.2}x", "overhead", per(tern_bytes), per(peer_bytes), per(peer_bytes) / per(tern_bytes));
+    println!(
+        "{:<10} {:>14.0} {:>14.0} {:>13.2}x",
+        "overhead",
+        per(tern_bytes),
+        per(peer_bytes),
+        per(peer_bytes) / per(tern_bytes)
+    );
 }
 
 /// The median of three timed runs, so one hiccup of either server does not decide.
@@ -217,6 +254,11 @@ fn num_cpus() -> usize {
 fn first_line(path: &str, key: &str) -> String {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with(key)).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_default()
 }

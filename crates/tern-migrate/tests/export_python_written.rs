@@ -192,12 +192,7 @@ fn maildir_tree_written_by_python_reads_back_exactly() {
                 "{}",
                 message.source
             );
-            assert_eq!(
-                message.raw,
-                unhex(str_of(want, "raw")),
-                "{}",
-                message.source
-            );
+            assert_eq!(message.raw, unhex(str_of(want, "raw")), "{}", message.source);
 
             let flags = str_of(want, "flags");
             assert_eq!(message.seen, flags.contains('S'), "{}", message.source);

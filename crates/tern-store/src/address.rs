@@ -86,7 +86,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "alice", "@example.com", "alice@", "a b@example.com", "a..b@example.com", "alice@localhost", "alice@-x.com"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a b@example.com",
+            "a..b@example.com",
+            "alice@localhost",
+            "alice@-x.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -47,7 +47,8 @@ impl BlobStore {
         let dir = path.parent().expect("blob path has a parent");
         let ctx = |what: &str| format!("cannot {what} blob {}", path.display());
         fs::create_dir_all(dir).map_err(|e| StoreError::io(ctx("create folder for"), e))?;
-        let mut tmp = tempfile_in(&self.root.join("tmp")).map_err(|e| StoreError::io(ctx("create temporary file for"), e))?;
+        let mut tmp =
+            tempfile_in(&self.root.join("tmp")).map_err(|e| StoreError::io(ctx("create temporary file for"), e))?;
         tmp.1.write_all(bytes).map_err(|e| StoreError::io(ctx("write"), e))?;
         tmp.1.sync_all().map_err(|e| StoreError::io(ctx("fsync"), e))?;
         fs::rename(&tmp.0, &path).map_err(|e| StoreError::io(ctx("rename into place"), e))?;
@@ -106,7 +107,9 @@ impl BlobStore {
     /// (the CLI beside a running server) may be writing a fresh one right now.
     pub(crate) fn clean_tmp(&self) {
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
         for e in entries.flatten() {
             if e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < old) {
                 let _ = fs::remove_file(e.path());

@@ -45,7 +45,9 @@ pub(crate) struct ChangeBus {
 
 impl ChangeBus {
     pub fn new() -> Self {
-        ChangeBus { tx: broadcast::channel(CAPACITY).0 }
+        ChangeBus {
+            tx: broadcast::channel(CAPACITY).0,
+        }
     }
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.tx.subscribe()

@@ -63,8 +63,14 @@ pub struct Envelope {
 /// One entry of an address header: a mailbox, or an RFC 5322 §3.4 group of mailboxes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AddressItem {
-    Mailbox { name: Option<String>, address: Option<String> },
-    Group { name: Option<String>, members: Vec<(Option<String>, Option<String>)> },
+    Mailbox {
+        name: Option<String>,
+        address: Option<String>,
+    },
+    Group {
+        name: Option<String>,
+        members: Vec<(Option<String>, Option<String>)>,
+    },
 }
 
 /// One MIME part of the body structure (RFC 9051 §7.5.2 BODYSTRUCTURE), with the byte
@@ -128,7 +134,13 @@ impl MessageMetadata {
             index_headers.push_str(s);
             index_headers.push('\n');
         }
-        for header in [HeaderName::From, HeaderName::To, HeaderName::Cc, HeaderName::Bcc, HeaderName::ReplyTo] {
+        for header in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::Cc,
+            HeaderName::Bcc,
+            HeaderName::ReplyTo,
+        ] {
             if let Some(HeaderValue::Address(a)) = msg.header(header) {
                 for addr in a.iter() {
                     for s in [&addr.name, &addr.address].into_iter().flatten() {
@@ -230,14 +242,20 @@ fn address_items(a: &Address<'_>) -> Vec<AddressItem> {
     match a {
         Address::List(list) => list
             .iter()
-            .map(|m| AddressItem::Mailbox { name: s(&m.name), address: s(&m.address) })
+            .map(|m| AddressItem::Mailbox {
+                name: s(&m.name),
+                address: s(&m.address),
+            })
             .collect(),
         Address::Group(groups) => groups
             .iter()
             .map(|g| {
                 let members = g.addresses.iter().map(|m| (s(&m.name), s(&m.address))).collect();
                 // Mail-parser puts ungrouped mailboxes of a mixed list in a nameless group.
-                AddressItem::Group { name: s(&g.name), members }
+                AddressItem::Group {
+                    name: s(&g.name),
+                    members,
+                }
             })
             .collect(),
     }
@@ -271,9 +289,15 @@ fn body_part(msg: &Message<'_>, part: &MessagePart<'_>, depth: u32) -> BodyPart 
         // RFC 2045 §5.2: the default is text/plain; charset=us-ascii. Inside a
         // multipart/digest it is message/rfc822 (RFC 2046 §5.1.5).
         None if matches!(part.body, PartType::Message(_)) => ("message".into(), "rfc822".into(), Vec::new()),
-        None => ("text".into(), "plain".into(), vec![("charset".into(), "us-ascii".into())]),
+        None => (
+            "text".into(),
+            "plain".into(),
+            vec![("charset".into(), "us-ascii".into())],
+        ),
     };
-    let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+    let body = raw
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
     let disposition = part.content_disposition().map(|d| {
         (
             d.c_type.to_ascii_lowercase(),
@@ -347,7 +371,10 @@ trait RawHeader {
 
 impl RawHeader for MessagePart<'_> {
     fn header_raw_str(&self, raw: &[u8], name: &str) -> Option<String> {
-        let h = self.headers.iter().find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+        let h = self
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
         let v = raw.get(h.offset_start as usize..h.offset_end as usize)?;
         Some(String::from_utf8_lossy(v).trim().to_string())
     }
@@ -372,9 +399,15 @@ mod tests {
         assert_eq!(m.envelope.to.len(), 2);
         assert_eq!(
             m.envelope.from[0],
-            AddressItem::Mailbox { name: Some("Alice Example".into()), address: Some("alice@example.com".into()) }
+            AddressItem::Mailbox {
+                name: Some("Alice Example".into()),
+                address: Some("alice@example.com".into())
+            }
         );
-        assert_eq!((m.body.media_type.as_str(), m.body.media_subtype.as_str()), ("text", "plain"));
+        assert_eq!(
+            (m.body.media_type.as_str(), m.body.media_subtype.as_str()),
+            ("text", "plain")
+        );
         assert_eq!(m.body.size, 25);
         assert_eq!(m.body.lines, 2);
         assert_eq!(&SIMPLE[m.header_size as usize..], b"See you at noon.\r\nAlice\r\n");
@@ -388,7 +421,9 @@ mod tests {
         let raw = b"Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\npreamble\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--b1\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=x.pdf\r\n\r\nJVBERi0=\r\n--b1--\r\n";
         let m = MessageMetadata::parse(raw);
         assert_eq!(m.body.media_type, "multipart");
-        let PartChildren::Multipart(parts) = &m.body.children else { panic!("not multipart") };
+        let PartChildren::Multipart(parts) = &m.body.children else {
+            panic!("not multipart")
+        };
         assert_eq!(parts.len(), 2);
         let text = &parts[0];
         assert_eq!(&raw[text.body_offset as usize..text.end_offset as usize], b"hello");
@@ -403,15 +438,23 @@ mod tests {
     fn nested_message() {
         let raw = b"Subject: fwd\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nFrom: in@example.com\r\n\r\ninner body\r\n--x--\r\n";
         let m = MessageMetadata::parse(raw);
-        let PartChildren::Multipart(parts) = &m.body.children else { panic!() };
-        let PartChildren::Message(env, body) = &parts[1].children else { panic!("not a message part") };
+        let PartChildren::Multipart(parts) = &m.body.children else {
+            panic!()
+        };
+        let PartChildren::Message(env, body) = &parts[1].children else {
+            panic!("not a message part")
+        };
         assert_eq!(env.subject.as_deref(), Some("inner"));
         assert_eq!(&raw[body.body_offset as usize..body.end_offset as usize], b"inner body");
     }
 
     #[test]
     fn garbage_still_has_metadata() {
-        for raw in [&b"\x00\x01\x02 no header at all"[..], b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nbroken", b"\n"] {
+        for raw in [
+            &b"\x00\x01\x02 no header at all"[..],
+            b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nbroken",
+            b"\n",
+        ] {
             let m = MessageMetadata::parse(raw);
             assert!(m.body.end_offset as usize <= raw.len());
         }

@@ -20,9 +20,7 @@ pub fn hash(password: &str) -> Result<String, StoreError> {
 
 /// Checks a password against a stored hash. A malformed hash never verifies.
 pub fn verify(password: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
 /// A random password for a generated account: 20 characters from an alphabet without

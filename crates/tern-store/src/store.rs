@@ -11,9 +11,8 @@ use tokio::sync::broadcast;
 
 use crate::metadata::MessageMetadata;
 use crate::{
-    Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags,
-    FlagsUpdate, Mailbox, MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, TextField,
-    Uid,
+    Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate,
+    Mailbox, MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, TextField, Uid,
 };
 
 #[async_trait]

@@ -39,7 +39,11 @@ fn subject_id(raw: &[u8]) -> Option<String> {
 fn crash_child_appender() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let round: usize = std::env::var("TERN_CRASH_ROUND").unwrap().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let store = EmbeddedStore::open(std::path::Path::new(&dir)).unwrap();
         let acct = store.account("crash@example.test").await.unwrap();
@@ -50,10 +54,18 @@ fn crash_child_appender() {
                 let (store, out) = (store.clone(), out.clone());
                 tokio::spawn(async move {
                     for seq in 0.. {
-                        let pair = vec![NewMessage::new(message(round, w, seq, 0)), NewMessage::new(message(round, w, seq, 1))];
+                        let pair = vec![
+                            NewMessage::new(message(round, w, seq, 0)),
+                            NewMessage::new(message(round, w, seq, 1)),
+                        ];
                         let a = store.append(inbox.id, pair).await.unwrap();
                         let mut o = out.lock().unwrap();
-                        writeln!(o, "ACK {} {round}-{w}-{seq}-0 {} {round}-{w}-{seq}-1", a[0].uid, a[1].uid).unwrap();
+                        writeln!(
+                            o,
+                            "ACK {} {round}-{w}-{seq}-0 {} {round}-{w}-{seq}-1",
+                            a[0].uid, a[1].uid
+                        )
+                        .unwrap();
                         o.flush().unwrap();
                     }
                 })
@@ -69,11 +81,21 @@ fn crash_child_appender() {
 fn crash_safety() {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store = EmbeddedStore::open(&store_dir).unwrap();
         store.create_domain("example.test").await.unwrap();
-        store.create_account(NewAccount { address: "crash@example.test".into(), ..Default::default() }).await.unwrap();
+        store
+            .create_account(NewAccount {
+                address: "crash@example.test".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         store.close().await.unwrap();
     });
     let mut acked: HashMap<String, u32> = HashMap::new();
@@ -81,7 +103,13 @@ fn crash_safety() {
     let mut killed_with_acks = 0;
     for round in 0..ROUNDS {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child_appender", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_appender",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &store_dir)
             .env("TERN_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -117,30 +145,54 @@ fn crash_safety() {
         acked.extend(acks);
         verify(&rt, &store_dir, &acked, round);
     }
-    assert!(killed_with_acks >= ROUNDS / 2, "the child acknowledged appends in most rounds ({killed_with_acks})");
-    assert!(acked.len() > 100, "enough appends were acknowledged to mean something ({})", acked.len());
+    assert!(
+        killed_with_acks >= ROUNDS / 2,
+        "the child acknowledged appends in most rounds ({killed_with_acks})"
+    );
+    assert!(
+        acked.len() > 100,
+        "enough appends were acknowledged to mean something ({})",
+        acked.len()
+    );
 }
 
 fn verify(rt: &tokio::runtime::Runtime, dir: &std::path::Path, acked: &HashMap<String, u32>, round: usize) {
     rt.block_on(async {
         let store = EmbeddedStore::open(dir).unwrap();
-        assert_eq!(store.integrity_check().await.unwrap(), ["ok"], "round {round}: SQLite integrity check");
+        assert_eq!(
+            store.integrity_check().await.unwrap(),
+            ["ok"],
+            "round {round}: SQLite integrity check"
+        );
         let acct = store.account("crash@example.test").await.unwrap();
         let inbox = store.mailbox(acct.id, "INBOX").await.unwrap();
         let list = store.messages(inbox.id).await.unwrap();
         assert_eq!(inbox.messages as usize, list.len(), "round {round}: count matches");
-        assert_eq!(inbox.size, list.iter().map(|m| m.size).sum::<u64>(), "round {round}: size matches");
+        assert_eq!(
+            inbox.size,
+            list.iter().map(|m| m.size).sum::<u64>(),
+            "round {round}: size matches"
+        );
         let mut present: HashMap<String, u32> = HashMap::new();
         for m in &list {
             let raw = store.read_message(inbox.id, m.uid).await.unwrap();
             let id = subject_id(&raw).unwrap_or_else(|| panic!("round {round}: UID {} is not a whole message", m.uid));
             let fields: Vec<usize> = id.split('-').map(|x| x.parse().unwrap()).collect();
-            assert_eq!(raw, message(fields[0], fields[1], fields[2], fields[3]), "round {round}: UID {} byte-exact", m.uid);
+            assert_eq!(
+                raw,
+                message(fields[0], fields[1], fields[2], fields[3]),
+                "round {round}: UID {} byte-exact",
+                m.uid
+            );
             assert_eq!(raw.len() as u64, m.size);
             present.insert(id, m.uid);
         }
         for (id, uid) in acked {
-            assert_eq!(present.get(id), Some(uid), "round {round}: acknowledged message {id} (UID {uid}) is present");
+            assert_eq!(
+                present.get(id),
+                Some(uid),
+                "round {round}: acknowledged message {id} (UID {uid}) is present"
+            );
         }
         // Two-message appends are atomic: both parts or neither.
         let pairs: HashSet<String> = present.keys().map(|k| k[..k.len() - 2].to_string()).collect();

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use tern_store::{EmbeddedStore, Expunge, FlagOp, Flags, Mailbox, MessageSummary, NewAccount, NewMessage, Store, SystemFlags};
+use tern_store::{
+    EmbeddedStore, Expunge, FlagOp, Flags, Mailbox, MessageSummary, NewAccount, NewMessage, Store, SystemFlags,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -38,18 +40,35 @@ fn choose(list: &[MessageSummary], pick: &[usize]) -> Vec<u32> {
 
 fn check_counts(m: &Mailbox, list: &[MessageSummary]) {
     assert_eq!(m.messages as usize, list.len(), "message count");
-    assert_eq!(m.unseen as usize, list.iter().filter(|s| !s.flags.is_seen()).count(), "unseen count");
-    assert_eq!(m.deleted as usize, list.iter().filter(|s| s.flags.is_deleted()).count(), "deleted count");
+    assert_eq!(
+        m.unseen as usize,
+        list.iter().filter(|s| !s.flags.is_seen()).count(),
+        "unseen count"
+    );
+    assert_eq!(
+        m.deleted as usize,
+        list.iter().filter(|s| s.flags.is_deleted()).count(),
+        "deleted count"
+    );
     assert_eq!(m.size, list.iter().map(|s| s.size).sum::<u64>(), "size");
     assert!(list.iter().all(|s| s.uid < m.uidnext), "every UID is below UIDNEXT");
-    assert!(list.iter().all(|s| s.modseq <= m.highest_modseq), "no message modseq above HIGHESTMODSEQ");
+    assert!(
+        list.iter().all(|s| s.modseq <= m.highest_modseq),
+        "no message modseq above HIGHESTMODSEQ"
+    );
 }
 
 async fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
     store.create_domain("example.test").await.unwrap();
-    let acct = store.create_account(NewAccount { address: "p@example.test".into(), ..Default::default() }).await.unwrap();
+    let acct = store
+        .create_account(NewAccount {
+            address: "p@example.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let inbox = store.mailbox(acct.id, "INBOX").await.unwrap();
     let other = store.mailbox(acct.id, "Archive").await.unwrap();
     let mut ever_assigned = BTreeSet::new();
@@ -71,7 +90,10 @@ async fn run(ops: Vec<Op>) {
                     .collect();
                 let appended = store.append(inbox.id, msgs).await.unwrap();
                 for a in &appended {
-                    assert!(a.uid > ever_assigned.last().copied().unwrap_or(0), "UIDs strictly increase");
+                    assert!(
+                        a.uid > ever_assigned.last().copied().unwrap_or(0),
+                        "UIDs strictly increase"
+                    );
                     assert!(ever_assigned.insert(a.uid), "UID {} reused", a.uid);
                 }
             }
@@ -85,25 +107,38 @@ async fn run(ops: Vec<Op>) {
                     _ => Flags::default(),
                 };
                 let op = [FlagOp::Add, FlagOp::Remove, FlagOp::Replace][op as usize];
-                store.store_flags(inbox.id, &choose(&before, &pick), op, &flags, None).await.unwrap();
+                store
+                    .store_flags(inbox.id, &choose(&before, &pick), op, &flags, None)
+                    .await
+                    .unwrap();
             }
             Op::Expunge { pick, only_deleted } => {
                 let uids = choose(&before, &pick);
-                let which = if only_deleted { Expunge::DeletedAmong(uids) } else { Expunge::Uids(uids) };
+                let which = if only_deleted {
+                    Expunge::DeletedAmong(uids)
+                } else {
+                    Expunge::Uids(uids)
+                };
                 store.expunge(inbox.id, which).await.unwrap();
             }
             Op::CopyOut { pick } => {
                 store.copy(inbox.id, &choose(&before, &pick), other.id).await.unwrap();
             }
             Op::MoveOut { pick } => {
-                store.move_messages(inbox.id, &choose(&before, &pick), other.id).await.unwrap();
+                store
+                    .move_messages(inbox.id, &choose(&before, &pick), other.id)
+                    .await
+                    .unwrap();
             }
             Op::MoveIn { count } => {
                 let theirs = store.messages(other.id).await.unwrap();
                 let uids: Vec<_> = theirs.iter().take(count).map(|s| s.uid).collect();
                 let moved = store.move_messages(other.id, &uids, inbox.id).await.unwrap();
                 for (_, uid) in &moved.mapping {
-                    assert!(*uid > ever_assigned.last().copied().unwrap_or(0), "moved-in UIDs are new");
+                    assert!(
+                        *uid > ever_assigned.last().copied().unwrap_or(0),
+                        "moved-in UIDs are new"
+                    );
                     assert!(ever_assigned.insert(*uid));
                 }
             }
@@ -112,7 +147,10 @@ async fn run(ops: Vec<Op>) {
         let after = store.messages(inbox.id).await.unwrap();
         assert_eq!(now.uidvalidity, last.uidvalidity);
         if after != before {
-            assert!(now.highest_modseq > last.highest_modseq, "a change raises HIGHESTMODSEQ");
+            assert!(
+                now.highest_modseq > last.highest_modseq,
+                "a change raises HIGHESTMODSEQ"
+            );
         } else {
             assert_eq!(now.highest_modseq, last.highest_modseq, "no change, no new modseq");
         }
@@ -123,7 +161,10 @@ async fn run(ops: Vec<Op>) {
             }
         }
         check_counts(&now, &after);
-        check_counts(&store.mailbox_by_id(other.id).await.unwrap(), &store.messages(other.id).await.unwrap());
+        check_counts(
+            &store.mailbox_by_id(other.id).await.unwrap(),
+            &store.messages(other.id).await.unwrap(),
+        );
         last = now;
     }
     store.close().await.unwrap();

@@ -37,9 +37,7 @@ const NAMES: &[(&str, &str)] = &[
 /// multipart with an attachment; bodies use CRLF line endings.
 pub fn messages(seed: u64, count: usize, size: usize) -> Vec<Vec<u8>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..count)
-        .map(|i| message(&mut rng, seed, i, size))
-        .collect()
+    (0..count).map(|i| message(&mut rng, seed, i, size)).collect()
 }
 
 fn sentence(rng: &mut StdRng, words: usize) -> String {
@@ -68,9 +66,7 @@ fn message(rng: &mut StdRng, seed: u64, i: usize, size: usize) -> Vec<u8> {
         m.push_str(&body);
         m.push_str("--=_corpus\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\n\r\nAAECAwQFBgcICQ==\r\n--=_corpus--\r\n");
     } else {
-        m.push_str(
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-        );
+        m.push_str("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
         m.push_str(&body);
     }
     m.into_bytes()

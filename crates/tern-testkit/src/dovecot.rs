@@ -62,11 +62,7 @@ impl Dovecot {
     pub fn start_with_users(users: &[(&str, &str)]) -> Result<Dovecot, String> {
         for (user, password) in users {
             // passwd-file fields are ':'-separated lines; anything else would corrupt it.
-            if user.is_empty()
-                || [user, password]
-                    .iter()
-                    .any(|s| s.contains([':', '\n', '\r']))
-            {
+            if user.is_empty() || [user, password].iter().any(|s| s.contains([':', '\n', '\r'])) {
                 return Err(format!(
                     "user {user:?}: names and passwords must be non-empty and contain no ':' or newline"
                 ));
@@ -131,9 +127,7 @@ impl Dovecot {
         loop {
             match master.try_wait() {
                 Ok(Some(_)) => return Ok(()),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 _ => break,
             }
         }
@@ -174,17 +168,13 @@ impl Dovecot {
     }
 
     /// One start. The outer error is final; the inner one means "a port was taken, retry".
-    fn try_launch(
-        users: Option<&[(&str, &str)]>,
-        pop3: bool,
-    ) -> Result<Result<Dovecot, String>, String> {
+    fn try_launch(users: Option<&[(&str, &str)]>, pop3: bool) -> Result<Result<Dovecot, String>, String> {
         let dir = tempfile::Builder::new()
             .prefix("tern-dovecot-")
             .tempdir()
             .map_err(|e| format!("cannot create a temporary folder for Dovecot: {e}"))?;
         let root = dir.path().to_path_buf();
-        let io =
-            |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", root.display());
+        let io = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", root.display());
         // Dovecot's unprivileged processes (auth, mail as `nobody`) must reach their
         // sockets, the passwd file and the homes; a temp dir is 0700 by default.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
@@ -196,12 +186,8 @@ impl Dovecot {
         std::fs::set_permissions(root.join("home"), std::fs::Permissions::from_mode(0o777))
             .map_err(|e| io("open up home/", e))?;
         if let Some(users) = users {
-            let passwd: String = users
-                .iter()
-                .map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n"))
-                .collect();
-            std::fs::write(root.join("users"), passwd)
-                .map_err(|e| io("write the users file", e))?;
+            let passwd: String = users.iter().map(|(u, p)| format!("{u}:{{PLAIN}}{p}\n")).collect();
+            std::fs::write(root.join("users"), passwd).map_err(|e| io("write the users file", e))?;
             std::fs::set_permissions(root.join("users"), std::fs::Permissions::from_mode(0o644))
                 .map_err(|e| io("open up the users file", e))?;
         }
@@ -210,12 +196,10 @@ impl Dovecot {
         let (imap_port, pop3_port) = (ports[0], ports.get(1).copied());
         let identity = Identity::current()?;
         let config = config(&root, &identity, imap_port, pop3_port, users.is_some());
-        std::fs::write(root.join("dovecot.conf"), config)
-            .map_err(|e| io("write dovecot.conf", e))?;
+        std::fs::write(root.join("dovecot.conf"), config).map_err(|e| io("write dovecot.conf", e))?;
 
         // Dovecot writes fatal config or startup errors to stderr before its log is open.
-        let stderr = std::fs::File::create(root.join("stderr"))
-            .map_err(|e| io("create the stderr file", e))?;
+        let stderr = std::fs::File::create(root.join("stderr")).map_err(|e| io("create the stderr file", e))?;
         let master = Command::new(DOVECOT)
             .arg("-F")
             .arg("-c")
@@ -248,12 +232,7 @@ impl Dovecot {
     }
 
     /// Waits until `port` greets with `greeting` while the master is still running.
-    fn wait_for_greeting(
-        &mut self,
-        port: u16,
-        greeting: &str,
-        deadline: Instant,
-    ) -> Result<(), Startup> {
+    fn wait_for_greeting(&mut self, port: u16, greeting: &str, deadline: Instant) -> Result<(), Startup> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         loop {
             // Checked before connecting: if Dovecot died, whatever answers on the port
@@ -262,8 +241,7 @@ impl Dovecot {
                 && let Ok(Some(status)) = master.try_wait()
             {
                 self.master = None;
-                let stderr =
-                    std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
+                let stderr = std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
                 let output = format!("{stderr}{}", self.log());
                 let why = format!("Dovecot exited at start ({status}): {}", output.trim());
                 return Err(if output.contains("Address already in use") {
@@ -281,8 +259,7 @@ impl Dovecot {
             if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut line = String::new();
-                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with(greeting)
-                {
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with(greeting) {
                     return Ok(());
                 }
             }
@@ -357,19 +334,9 @@ impl Identity {
 }
 
 /// The whole dovecot.conf: nothing from /etc/dovecot is read.
-fn config(
-    root: &Path,
-    who: &Identity,
-    imap_port: u16,
-    pop3_port: Option<u16>,
-    passwd_file: bool,
-) -> String {
+fn config(root: &Path, who: &Identity, imap_port: u16, pop3_port: Option<u16>, passwd_file: bool) -> String {
     let d = root.display();
-    let protocols = if pop3_port.is_some() {
-        "imap pop3"
-    } else {
-        "imap"
-    };
+    let protocols = if pop3_port.is_some() { "imap pop3" } else { "imap" };
     // Without root, login processes and anvil cannot chroot; with root it is not
     // needed on loopback either, so keep one config shape.
     let no_chroot = "  chroot =\n";
@@ -455,11 +422,8 @@ mod tests {
 
     impl Imap {
         fn connect(port: u16) -> Imap {
-            let stream =
-                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to Dovecot");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
+            let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to Dovecot");
+            stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
             let writer = stream.try_clone().expect("clone stream");
             let mut imap = Imap {
                 reader: BufReader::new(stream),
@@ -537,15 +501,10 @@ mod tests {
         let maildir = dovecot.maildir("alice@example.test");
         let cur = files_in(&maildir.join("cur"));
         assert_eq!(cur.len(), 1, "{cur:?}");
-        let name = cur[0]
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
+        let name = cur[0].file_name().expect("name").to_string_lossy().into_owned();
         // `a` is $Forwarded, the first keyword in dovecot-keywords.
         assert!(name.ends_with(":2,Sa"), "{name}");
-        let keywords =
-            std::fs::read_to_string(maildir.join("dovecot-keywords")).expect("dovecot-keywords");
+        let keywords = std::fs::read_to_string(maildir.join("dovecot-keywords")).expect("dovecot-keywords");
         assert_eq!(keywords.lines().next(), Some("0 $Forwarded"));
         // Dovecot stores LF line endings (mail_save_crlf = no) and serves CRLF.
         let mut stored = Vec::new();
@@ -553,14 +512,8 @@ mod tests {
             .expect("open")
             .read_to_end(&mut stored)
             .expect("read");
-        assert_eq!(
-            stored,
-            b"From: bob@example.org\nSubject: hello\n\nHi Alice.\n"
-        );
-        assert!(
-            maildir.join(".Work.Reports").is_dir(),
-            "Maildir++ subfolder"
-        );
+        assert_eq!(stored, b"From: bob@example.org\nSubject: hello\n\nHi Alice.\n");
+        assert!(maildir.join(".Work.Reports").is_dir(), "Maildir++ subfolder");
         assert!(
             dovecot.log().contains("Login: user=<alice@example.test>"),
             "{}",
@@ -568,13 +521,9 @@ mod tests {
         );
 
         if Dovecot::pop3_installed() {
-            let pop3 = dovecot
-                .pop3_port()
-                .expect("POP3 port when dovecot-pop3d is installed");
+            let pop3 = dovecot.pop3_port().expect("POP3 port when dovecot-pop3d is installed");
             let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, pop3)).expect("connect POP3");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
+            stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
             let mut writer = stream.try_clone().expect("clone stream");
             let mut reader = BufReader::new(stream);
             let mut exchange = |command: Option<&str>| {
@@ -608,11 +557,8 @@ mod tests {
 
     #[test]
     fn known_users_log_in_with_their_own_password_only() {
-        let dovecot = Dovecot::start_with_users(&[
-            ("alice@example.test", "pw-a"),
-            ("bob@example.test", "pw-b"),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        let dovecot = Dovecot::start_with_users(&[("alice@example.test", "pw-a"), ("bob@example.test", "pw-b")])
+            .unwrap_or_else(|e| panic!("{e}"));
         let login = |user: &str, password: &str| {
             let mut imap = Imap::connect(dovecot.imap_port());
             let reply = imap.command("a", &format!("LOGIN {user} {password}"));

@@ -14,14 +14,21 @@ pub fn run_json(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Value {
         .args(args.iter().map(|a| a.as_ref()))
         .output()
         .expect("python3 must be installed to run this test (scripts/test.sh installs it)");
-    assert!(output.status.success(), "the Python script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the Python script failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("the Python script prints JSON")
 }
 
 /// Bytes from the hex a manifest carries them in.
 pub fn unhex(text: &str) -> Vec<u8> {
     assert!(text.len().is_multiple_of(2), "odd-length hex from Python");
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex from Python")).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex from Python"))
+        .collect()
 }
 
 /// A string field of a manifest entry.

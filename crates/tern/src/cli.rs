@@ -15,7 +15,13 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "tern", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// The data folder: configuration (tern.toml), mail store and TLS files.
-    #[arg(long, global = true, env = "TERN_DATA", default_value = "./tern-data", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "TERN_DATA",
+        default_value = "./tern-data",
+        value_name = "DIR"
+    )]
     pub data: PathBuf,
 
     #[command(subcommand)]

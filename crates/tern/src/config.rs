@@ -192,9 +192,7 @@ impl PlaintextAuth {
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 
@@ -395,8 +393,8 @@ impl Config {
                 },
             }
         })?;
-        let config: Config = serde_path_to_error::deserialize(deserializer)
-            .map_err(|e| ConfigError::from_serde(file, text, e))?;
+        let config: Config =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| ConfigError::from_serde(file, text, e))?;
         config.check(Some(data_dir)).map_err(|kind| ConfigError {
             file: Some(file.to_path_buf()),
             line: None,
@@ -421,16 +419,8 @@ impl Config {
             }));
         }
         let local = |base: u16| vec![SocketAddr::from(([127, 0, 0, 1], base + port_offset))];
-        let [
-            imap,
-            imaps,
-            pop3,
-            pop3s,
-            smtp,
-            submission,
-            submissions,
-            http,
-        ] = QUICKSTART_PORTS.map(|(_, port)| local(port));
+        let [imap, imaps, pop3, pop3s, smtp, submission, submissions, http] =
+            QUICKSTART_PORTS.map(|(_, port)| local(port));
         Ok(Config {
             hostname: hostname.to_string(),
             tls: TlsConfig::default(),
@@ -522,14 +512,8 @@ impl Config {
         line("# The certificate chain (PEM, this server's certificate first) and its");
         line("# private key (PEM). Every TLS port and every STARTTLS upgrade uses them;");
         line("# they must exist when any service other than http is on.");
-        line(&format!(
-            "certificate = {}",
-            toml_path(&self.tls.certificate)
-        ));
-        line(&format!(
-            "private_key = {}",
-            toml_path(&self.tls.private_key)
-        ));
+        line(&format!("certificate = {}", toml_path(&self.tls.certificate)));
+        line(&format!("private_key = {}", toml_path(&self.tls.private_key)));
         line("");
         line("[listen]");
         line("# Where each service listens: a list of \"IP:PORT\". An empty list turns the");
@@ -564,10 +548,7 @@ impl Config {
         line("");
         line("[limits]");
         line("# Most connections open at once to each service; further ones are closed.");
-        line(&format!(
-            "max_connections = {}",
-            self.limits.max_connections
-        ));
+        line(&format!("max_connections = {}", self.limits.max_connections));
         line("# Most connections open at once to each service from one IP address.");
         line(&format!(
             "max_connections_per_ip = {}",
@@ -580,10 +561,7 @@ impl Config {
         line("");
         line("[store]");
         line("# Where mailboxes are kept. \"embedded\": SQLite and files in the data folder.");
-        line(&format!(
-            "backend = {}",
-            toml_string(self.store.backend.as_str())
-        ));
+        line(&format!("backend = {}", toml_string(self.store.backend.as_str())));
         line("");
         line("[shutdown]");
         line("# On SIGTERM or Ctrl-C, new connections are refused at once and open sessions");
@@ -610,9 +588,7 @@ impl Config {
                 if let Some(first) = seen.get(addr) {
                     return Err(ConfigErrorKind::InvalidValue {
                         key,
-                        message: format!(
-                            "{addr} is already used by {first}; each address can serve one service"
-                        ),
+                        message: format!("{addr} is already used by {first}; each address can serve one service"),
                     });
                 }
                 seen.insert(*addr, key);
@@ -627,9 +603,7 @@ impl Config {
                 let problem = match std::fs::metadata(&path) {
                     Ok(meta) if meta.is_file() => None,
                     Ok(_) => Some("is not a file".to_string()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Some("does not exist".to_string())
-                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".to_string()),
                     Err(e) => Some(format!("cannot be read ({e})")),
                 };
                 if let Some(problem) = problem {
@@ -647,10 +621,7 @@ impl Config {
 
         for (key, value) in [
             ("limits.max_connections", self.limits.max_connections),
-            (
-                "limits.max_connections_per_ip",
-                self.limits.max_connections_per_ip,
-            ),
+            ("limits.max_connections_per_ip", self.limits.max_connections_per_ip),
         ] {
             if value == 0 {
                 return Err(ConfigErrorKind::InvalidValue {
@@ -683,20 +654,16 @@ pub fn check_hostname(name: &str) -> Result<(), ConfigErrorKind> {
     if name.is_empty() {
         return Err(ConfigErrorKind::InvalidValue {
             key: "hostname".to_string(),
-            message: "is empty; set it to this server's name, e.g. \"mail.example.com\""
-                .to_string(),
+            message: "is empty; set it to this server's name, e.g. \"mail.example.com\"".to_string(),
         });
     }
     if name.parse::<IpAddr>().is_ok() {
         return Err(invalid(
-            "it is an IP address, and MX records and certificates need a name (RFC 5321 §5.1)"
-                .to_string(),
+            "it is an IP address, and MX records and certificates need a name (RFC 5321 §5.1)".to_string(),
         ));
     }
     if name.len() > 253 {
-        return Err(invalid(
-            "longer than 253 characters (RFC 1035 §2.3.4)".to_string(),
-        ));
+        return Err(invalid("longer than 253 characters (RFC 1035 §2.3.4)".to_string()));
     }
     for label in name.split('.') {
         if label.is_empty() {
@@ -707,10 +674,7 @@ pub fn check_hostname(name: &str) -> Result<(), ConfigErrorKind> {
                 "{label:?} is longer than 63 characters (RFC 1035 §2.3.4)"
             )));
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(invalid(format!(
                 "{label:?} may hold only letters, digits and hyphens (RFC 1123 §2.1)"
             )));
@@ -784,11 +748,7 @@ impl ConfigError {
         }
     }
 
-    fn from_serde(
-        file: &Path,
-        text: &str,
-        err: serde_path_to_error::Error<toml::de::Error>,
-    ) -> Self {
+    fn from_serde(file: &Path, text: &str, err: serde_path_to_error::Error<toml::de::Error>) -> Self {
         let path = dotted_path(err.path());
         let span = err.inner().span();
         let message = err.inner().message();
@@ -920,11 +880,7 @@ fn backticked_after_expected(message: &str) -> Vec<String> {
     let Some((_, tail)) = message.split_once(", expected ") else {
         return Vec::new();
     };
-    tail.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    tail.split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 /// Rewords serde's "invalid type: X, expected Y" as "expected Y, found X",
@@ -953,24 +909,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(bytes.len());
     let before = &bytes[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
     (line, column)
 }
 
 /// `"a", "b", "c"`, for messages.
 fn quoted_list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A listen address as written in the file. Its own type so that a bad
@@ -990,10 +936,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 }
 
 fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-    Ok(Vec::<ListenAddr>::deserialize(d)?
-        .into_iter()
-        .map(|a| a.0)
-        .collect())
+    Ok(Vec::<ListenAddr>::deserialize(d)?.into_iter().map(|a| a.0).collect())
 }
 
 /// A TOML basic string, escaped by the toml crate itself.
@@ -1031,14 +974,8 @@ mod tests {
         let (_dir, result) = load_text(text);
         let err = result.expect_err("config should be rejected");
         let message = err.to_string();
-        assert!(
-            message.contains(FILE_NAME),
-            "message does not name the file: {message}"
-        );
-        assert!(
-            !message.contains('\n'),
-            "message is not one line: {message}"
-        );
+        assert!(message.contains(FILE_NAME), "message does not name the file: {message}");
+        assert!(!message.contains('\n'), "message is not one line: {message}");
         message
     }
 
@@ -1098,10 +1035,7 @@ mod tests {
         config.shutdown.grace_seconds = 5;
         config.listen.pop3.clear();
         let text = config.to_toml_string();
-        assert!(
-            text.contains("imaps = [\"0.0.0.0:993\", \"[::]:993\"]"),
-            "{text}"
-        );
+        assert!(text.contains("imaps = [\"0.0.0.0:993\", \"[::]:993\"]"), "{text}");
         assert!(text.contains("pop3 = []"), "{text}");
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, &text).expect("write");
@@ -1110,9 +1044,7 @@ mod tests {
 
     #[test]
     fn written_file_explains_every_key() {
-        let text = Config::quickstart("localhost", 0)
-            .expect("quickstart")
-            .to_toml_string();
+        let text = Config::quickstart("localhost", 0).expect("quickstart").to_toml_string();
         for key in [
             "hostname",
             "certificate",
@@ -1172,10 +1104,7 @@ mod tests {
         let err = Config::load(&path).expect_err("missing file");
         assert!(matches!(err.kind(), ConfigErrorKind::Read(_)));
         let message = err.to_string();
-        assert!(
-            message.starts_with(&path.display().to_string()),
-            "{message}"
-        );
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
         assert!(message.contains("cannot read"), "{message}");
     }
 
@@ -1204,10 +1133,7 @@ mod tests {
     fn unknown_table_is_an_unknown_key() {
         let message = load_error("hostname = \"a.example\"\n[imap]\nallow_plaintext_auth = true\n");
         assert!(message.contains("unknown key `imap`"), "{message}");
-        assert!(
-            message.contains("expected one of hostname, tls, listen"),
-            "{message}"
-        );
+        assert!(message.contains("expected one of hostname, tls, listen"), "{message}");
     }
 
     #[test]
@@ -1221,9 +1147,8 @@ mod tests {
 
     #[test]
     fn bad_socket_address_names_the_entry() {
-        let message = load_error(
-            "hostname = \"a.example\"\n[listen]\nhttp = [\"127.0.0.1:8080\", \"127.0.0.1:99999\"]\n",
-        );
+        let message =
+            load_error("hostname = \"a.example\"\n[listen]\nhttp = [\"127.0.0.1:8080\", \"127.0.0.1:99999\"]\n");
         assert!(
             message.contains(&format!(
                 "{FILE_NAME}:3: listen.http[1]: \"127.0.0.1:99999\" is not a socket address"
@@ -1241,9 +1166,7 @@ mod tests {
         );
         let message = load_error("hostname = \"a.example\"\n[shutdown]\ngrace_seconds = -1\n");
         assert!(
-            message.contains(
-                "shutdown.grace_seconds: expected a whole number, 0 or more, found integer `-1`"
-            ),
+            message.contains("shutdown.grace_seconds: expected a whole number, 0 or more, found integer `-1`"),
             "{message}"
         );
         let message = load_error("hostname = \"a.example\"\nlog = 3\n");
@@ -1293,9 +1216,7 @@ mod tests {
     fn bad_hostname_is_named() {
         let message = load_error("hostname = \"192.0.2.1\"\n");
         assert!(
-            message.contains(&format!(
-                "{FILE_NAME}: hostname: \"192.0.2.1\" is not a host name"
-            )),
+            message.contains(&format!("{FILE_NAME}: hostname: \"192.0.2.1\" is not a host name")),
             "{message}"
         );
         let message = load_error("hostname = \"\"\n");
@@ -1329,8 +1250,7 @@ mod tests {
         assert!(message.contains("listen.smtp needs TLS"), "{message}");
 
         // HTTP alone needs no certificate.
-        let (_dir, result) =
-            load_text("hostname = \"a.example\"\n[listen]\nhttp = [\"127.0.0.1:0\"]\n");
+        let (_dir, result) = load_text("hostname = \"a.example\"\n[listen]\nhttp = [\"127.0.0.1:0\"]\n");
         assert!(result.is_ok());
     }
 
@@ -1353,8 +1273,7 @@ mod tests {
 
     #[test]
     fn zero_limits_and_huge_grace_are_refused() {
-        let message =
-            load_error("hostname = \"a.example\"\n[limits]\nmax_connections_per_ip = 0\n");
+        let message = load_error("hostname = \"a.example\"\n[limits]\nmax_connections_per_ip = 0\n");
         assert!(
             message.contains("limits.max_connections_per_ip: must be at least 1"),
             "{message}"

@@ -114,24 +114,15 @@ impl Connection {
     /// command must never be read as if it came over TLS (RFC 3207 §5,
     /// RFC 2595 §3.1; the CVE-2011-0411 command-injection flaw). A failed
     /// handshake leaves nothing usable, so the connection is consumed.
-    pub async fn start_tls(
-        self,
-        config: Arc<ServerConfig>,
-        timeout: Duration,
-    ) -> io::Result<Connection> {
+    pub async fn start_tls(self, config: Arc<ServerConfig>, timeout: Duration) -> io::Result<Connection> {
         match self {
             Connection::Plain(tcp) => {
                 let tls = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(tcp))
                     .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                    })??;
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
                 Ok(Connection::Tls(Box::new(tls)))
             }
-            Connection::Tls(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "TLS is already active",
-            )),
+            Connection::Tls(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "TLS is already active")),
         }
     }
 }
@@ -146,11 +137,7 @@ impl fmt::Debug for Connection {
 }
 
 impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
@@ -159,11 +146,7 @@ impl AsyncRead for Connection {
 }
 
 impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
@@ -284,7 +267,10 @@ impl ShutdownSignals {
                     None
                 }
             };
-            ShutdownSignals { term: watch(SignalKind::terminate(), "SIGTERM"), int: watch(SignalKind::interrupt(), "Ctrl-C") }
+            ShutdownSignals {
+                term: watch(SignalKind::terminate(), "SIGTERM"),
+                int: watch(SignalKind::interrupt(), "Ctrl-C"),
+            }
         }
         #[cfg(not(unix))]
         ShutdownSignals {}
@@ -372,9 +358,7 @@ impl ListenerSpec {
                     tls_mode,
                     service,
                 }),
-                None => warn!(
-                    "listen.{name} is set, but this build has no {name} server yet; ignoring it"
-                ),
+                None => warn!("listen.{name} is set, but this build has no {name} server yet; ignoring it"),
             }
         }
         specs
@@ -392,24 +376,19 @@ pub enum ListenError {
     },
 
     #[error("{service}: uses {mode}, but no TLS certificate is loaded; set [tls] in tern.toml")]
-    NoTlsConfig {
-        service: &'static str,
-        mode: TlsMode,
-    },
+    NoTlsConfig { service: &'static str, mode: TlsMode },
 }
 
 fn explain_bind_error(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => {
-            "address in use — another server is running there; stop it or use --port-offset"
-                .to_string()
+            "address in use — another server is running there; stop it or use --port-offset".to_string()
         }
         io::ErrorKind::PermissionDenied => "permission denied — ports below 1024 need root or the \
              CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the tern binary)"
             .to_string(),
         io::ErrorKind::AddrNotAvailable => {
-            "no such address on this machine — check the address in tern.toml's [listen]"
-                .to_string()
+            "no such address on this machine — check the address in tern.toml's [listen]".to_string()
         }
         _ => e.to_string(),
     }
@@ -494,12 +473,7 @@ impl Listeners {
                     "listening"
                 );
                 bound.push((spec.name, local));
-                accept_loops.spawn(accept_loop(
-                    listener,
-                    local,
-                    shared.clone(),
-                    sessions.clone(),
-                ));
+                accept_loops.spawn(accept_loop(listener, local, shared.clone(), sessions.clone()));
             }
         }
         Ok(Listeners {
@@ -518,10 +492,7 @@ impl Listeners {
 
     /// The first address `name` is bound to.
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.bound
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, addr)| *addr)
+        self.bound.iter().find(|(n, _)| *n == name).map(|(_, addr)| *addr)
     }
 
     /// Sessions running now.
@@ -543,11 +514,7 @@ impl Listeners {
         let mut sessions = std::mem::take(&mut *lock(&self.sessions));
         reap(&mut sessions);
         let running = sessions.len();
-        info!(
-            sessions = running,
-            grace_seconds = grace.as_secs_f64(),
-            "shutting down"
-        );
+        info!(sessions = running, grace_seconds = grace.as_secs_f64(), "shutting down");
 
         let mut finished = 0;
         let _ = tokio::time::timeout(grace, async {
@@ -851,11 +818,7 @@ mod tests {
                     conn = BufReader::new(tls);
                     conn.get_mut().write_all(b"hello tls=true\n").await?;
                 }
-                other => {
-                    conn.get_mut()
-                        .write_all(format!("{other}\n").as_bytes())
-                        .await?
-                }
+                other => conn.get_mut().write_all(format!("{other}\n").as_bytes()).await?,
             }
         }
     }
@@ -893,13 +856,11 @@ mod tests {
         for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).expect("open") {
             roots.add(c.expect("cert")).expect("add");
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
@@ -927,10 +888,9 @@ mod tests {
 
     #[tokio::test]
     async fn plain_round_trip() {
-        let listeners =
-            Listeners::bind(vec![spec("http", TlsMode::Plain)], None, Limits::default())
-                .await
-                .expect("bind");
+        let listeners = Listeners::bind(vec![spec("http", TlsMode::Plain)], None, Limits::default())
+            .await
+            .expect("bind");
         let addr = listeners.local_addr("http").expect("bound");
         assert_ne!(addr.port(), 0, "the real port is reported");
         let mut conn = connect(addr).await;
@@ -954,10 +914,7 @@ mod tests {
         let addr = listeners.local_addr("imaps").expect("bound");
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = rustls_pki_types::ServerName::try_from("mail.example.test").expect("name");
-        let tls = client_connector(&cert)
-            .connect(name, tcp)
-            .await
-            .expect("handshake");
+        let tls = client_connector(&cert).connect(name, tcp).await.expect("handshake");
         let mut conn = BufReader::new(tls);
         assert_eq!(read_line(&mut conn).await, "hello tls=true");
         assert_eq!(say(&mut conn, "over tls").await, "over tls");
@@ -999,13 +956,9 @@ mod tests {
         let (_dir, _cert, server_config) = tls_pair();
         let mut limits = limits(10, 1);
         limits.tls_handshake_timeout = Duration::from_millis(200);
-        let listeners = Listeners::bind(
-            vec![spec("pop3s", TlsMode::Implicit)],
-            Some(server_config),
-            limits,
-        )
-        .await
-        .expect("bind");
+        let listeners = Listeners::bind(vec![spec("pop3s", TlsMode::Implicit)], Some(server_config), limits)
+            .await
+            .expect("bind");
         let addr = listeners.local_addr("pop3s").expect("bound");
         let mut silent = TcpStream::connect(addr).await.expect("connect");
         let mut buf = [0u8; 16];
@@ -1045,9 +998,7 @@ mod tests {
             let mut again = connect(addr).await;
             match read_line(&mut again).await.as_str() {
                 "hello tls=false" => break,
-                "busy" if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
+                "busy" if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -1071,10 +1022,9 @@ mod tests {
 
     #[tokio::test]
     async fn graceful_shutdown_lets_a_session_finish_and_refuses_new_ones() {
-        let listeners =
-            Listeners::bind(vec![spec("imap", TlsMode::Plain)], None, Limits::default())
-                .await
-                .expect("bind");
+        let listeners = Listeners::bind(vec![spec("imap", TlsMode::Plain)], None, Limits::default())
+            .await
+            .expect("bind");
         let addr = listeners.local_addr("imap").expect("bound");
         let mut session = connect(addr).await;
         assert_eq!(read_line(&mut session).await, "hello tls=false");
@@ -1082,11 +1032,7 @@ mod tests {
 
         let started = Instant::now();
         let shutdown = tokio::spawn(listeners.shutdown(Duration::from_secs(30)));
-        assert_eq!(
-            read_line(&mut session).await,
-            "shutting down",
-            "the session is told"
-        );
+        assert_eq!(read_line(&mut session).await, "shutting down", "the session is told");
 
         // New connections are refused. The listening socket closes just
         // after the signal, so allow a moment for it.
@@ -1094,9 +1040,7 @@ mod tests {
         loop {
             match TcpStream::connect(addr).await {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
-                _ if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(10)).await,
                 other => panic!("still accepting after shutdown: {other:?}"),
             }
         }
@@ -1120,10 +1064,9 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_still_running_after_the_grace_are_cut() {
-        let listeners =
-            Listeners::bind(vec![spec("pop3", TlsMode::Plain)], None, Limits::default())
-                .await
-                .expect("bind");
+        let listeners = Listeners::bind(vec![spec("pop3", TlsMode::Plain)], None, Limits::default())
+            .await
+            .expect("bind");
         let addr = listeners.local_addr("pop3").expect("bound");
         let mut stubborn = connect(addr).await;
         assert_eq!(read_line(&mut stubborn).await, "hello tls=false");
@@ -1137,11 +1080,7 @@ mod tests {
             }
         );
         assert_eq!(read_line(&mut stubborn).await, "shutting down");
-        assert_eq!(
-            read_line(&mut stubborn).await,
-            "",
-            "the connection is closed"
-        );
+        assert_eq!(read_line(&mut stubborn).await, "", "the connection is closed");
     }
 
     #[tokio::test]
@@ -1166,14 +1105,10 @@ mod tests {
 
     #[tokio::test]
     async fn tls_listener_without_certificate_is_refused() {
-        let err = Listeners::bind(
-            vec![spec("submissions", TlsMode::Implicit)],
-            None,
-            Limits::default(),
-        )
-        .await
-        .err()
-        .expect("no tls");
+        let err = Listeners::bind(vec![spec("submissions", TlsMode::Implicit)], None, Limits::default())
+            .await
+            .err()
+            .expect("no tls");
         assert!(
             err.to_string()
                 .starts_with("submissions: uses implicit TLS, but no TLS certificate"),
@@ -1217,18 +1152,14 @@ mod tests {
             (name != "http").then(|| Arc::new(Echo) as Arc<dyn Service>)
         });
         let got: Vec<_> = specs.iter().map(|s| (s.name, s.tls_mode)).collect();
-        assert_eq!(
-            got,
-            vec![("imap", TlsMode::StartTls), ("imaps", TlsMode::Implicit)]
-        );
+        assert_eq!(got, vec![("imap", TlsMode::StartTls), ("imaps", TlsMode::Implicit)]);
     }
 
     #[tokio::test]
     async fn shutdown_signal_resolves_on_sigterm() {
         // Catch SIGTERM in this process before sending it, so it can never
         // take the test binary down, whatever the scheduling.
-        let mut guard = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install");
+        let mut guard = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install");
         let waiter = tokio::spawn(shutdown_signal());
         tokio::time::sleep(Duration::from_millis(100)).await;
         let status = std::process::Command::new("kill")

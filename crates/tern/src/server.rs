@@ -18,7 +18,10 @@ use crate::listeners::{Limits, ListenError, ListenerSpec, Listeners, Service, Sh
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the mail store in {path}: {source}")]
-    Store { path: String, source: tern_store::StoreError },
+    Store {
+        path: String,
+        source: tern_store::StoreError,
+    },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
@@ -57,7 +60,10 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     // gracefully", not "die".
     let signals = ShutdownSignals::install();
     let store_path = data_dir.join("store");
-    let store = EmbeddedStore::open(&store_path).map_err(|source| ServeError::Store { path: store_path.display().to_string(), source })?;
+    let store = EmbeddedStore::open(&store_path).map_err(|source| ServeError::Store {
+        path: store_path.display().to_string(),
+        source,
+    })?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let tls = match config.listen.first_tls_service() {
         Some(_) => Some(crate::tls::load_server_config(
@@ -73,20 +79,41 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
             continue;
         }
         let service = services(name, &shared);
-        states.push(ServiceState { name, tls: tls_mode, addrs: addrs.to_vec(), listening: service.is_some() });
+        states.push(ServiceState {
+            name,
+            tls: tls_mode,
+            addrs: addrs.to_vec(),
+            listening: service.is_some(),
+        });
         if let Some(service) = service {
-            specs.push(ListenerSpec { name, addrs: addrs.to_vec(), tls_mode, service });
+            specs.push(ListenerSpec {
+                name,
+                addrs: addrs.to_vec(),
+                tls_mode,
+                service,
+            });
         }
     }
     let listeners = Listeners::bind(specs, tls, Limits::from(&config.limits)).await?;
     // Report the addresses actually bound (port 0 in a config means "any free port").
     for state in &mut states {
-        let bound: Vec<SocketAddr> = listeners.local_addrs().iter().filter(|(n, _)| *n == state.name).map(|(_, a)| *a).collect();
+        let bound: Vec<SocketAddr> = listeners
+            .local_addrs()
+            .iter()
+            .filter(|(n, _)| *n == state.name)
+            .map(|(_, a)| *a)
+            .collect();
         if !bound.is_empty() {
             state.addrs = bound;
         }
     }
-    Ok(Running { store, listeners, states, grace: config.shutdown.grace(), signals })
+    Ok(Running {
+        store,
+        listeners,
+        states,
+        grace: config.shutdown.grace(),
+        signals,
+    })
 }
 
 impl Running {
@@ -100,9 +127,16 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let report = self.listeners.shutdown(self.grace).await;
         if report.aborted > 0 {
-            tracing::warn!(finished = report.finished, cut = report.aborted, "sessions still open after the grace period were cut");
+            tracing::warn!(
+                finished = report.finished,
+                cut = report.aborted,
+                "sessions still open after the grace period were cut"
+            );
         }
-        self.store.close().await.map_err(|source| ServeError::Store { path: "the data folder".into(), source })?;
+        self.store.close().await.map_err(|source| ServeError::Store {
+            path: "the data folder".into(),
+            source,
+        })?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -53,16 +51,10 @@ pub enum TlsError {
     },
 
     #[error("cannot make a certificate for {hostname:?}: {source}")]
-    Generate {
-        hostname: String,
-        source: rcgen::Error,
-    },
+    Generate { hostname: String, source: rcgen::Error },
 
     #[error("cannot write {}: {source}; check that the folder exists and is writable", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Makes a self-signed certificate for `hostname` (also valid for
@@ -72,11 +64,7 @@ pub enum TlsError {
 /// The key file is created with mode 0600. Both files are written to a
 /// temporary name, synced, then renamed, so a crash never leaves half a key
 /// where the server will look for one. Missing parent folders are created.
-pub fn generate_self_signed(
-    hostname: &str,
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<(), TlsError> {
+pub fn generate_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let generate = |source| TlsError::Generate {
         hostname: hostname.to_string(),
         source,
@@ -103,9 +91,7 @@ pub fn generate_self_signed(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     // Start yesterday so a client whose clock lags a little still accepts it.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let today = now.as_secs() / 86_400;
     let (y, m, d) = civil_from_days(today.saturating_sub(1));
     params.not_before = rcgen::date_time_ymd(y, m, d);
@@ -123,10 +109,7 @@ pub fn generate_self_signed(
 
 /// Loads the certificate chain and private key into a rustls server config
 /// built on the ring provider, with rustls' safe defaults (TLS 1.2 and 1.3).
-pub fn load_server_config(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let read_cert = |source| TlsError::ReadCertificate {
         path: cert_path.to_path_buf(),
         source,
@@ -157,13 +140,12 @@ pub fn load_server_config(
         source,
     };
     // with_single_cert checks that the key matches the first certificate.
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(unusable)?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(unusable)?;
+    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(unusable)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(unusable)?;
     Ok(Arc::new(config))
 }
 
@@ -251,13 +233,11 @@ mod tests {
         for c in CertificateDer::pem_file_iter(cert).expect("open cert") {
             roots.add(c.expect("parse cert")).expect("add root");
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Arc::new(config)
     }
 
@@ -325,10 +305,7 @@ mod tests {
         let (_dir, cert, _key) = generated();
         let err = load_server_config(&cert, &cert).expect_err("no key in a cert file");
         assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err}");
-        assert!(
-            err.to_string().contains("cert.pem holds no private key"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cert.pem holds no private key"), "{err}");
     }
 
     #[test]
@@ -337,10 +314,7 @@ mod tests {
         let (_dir2, _cert2, other_key) = generated();
         let err = load_server_config(&cert, &other_key).expect_err("mismatch");
         assert!(matches!(err, TlsError::Unusable { .. }), "{err}");
-        assert!(
-            err.to_string().contains("key belongs to the certificate"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("key belongs to the certificate"), "{err}");
     }
 
     #[tokio::test]
@@ -348,9 +322,7 @@ mod tests {
         let (_dir, cert, key) = generated();
         let server_config = load_server_config(&cert, &key).expect("load");
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             for _ in 0..3 {
@@ -367,12 +339,8 @@ mod tests {
         // Every name the certificate was made for is accepted.
         for name in ["mail.example.test", "localhost", "127.0.0.1"] {
             let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let server_name =
-                rustls_pki_types::ServerName::try_from(name.to_string()).expect("name");
-            let mut tls = connector
-                .connect(server_name, tcp)
-                .await
-                .expect("client handshake");
+            let server_name = rustls_pki_types::ServerName::try_from(name.to_string()).expect("name");
+            let mut tls = connector.connect(server_name, tcp).await.expect("client handshake");
             tls.write_all(b"ping").await.expect("write");
             let mut buf = [0u8; 4];
             tls.read_exact(&mut buf).await.expect("read");
@@ -384,11 +352,8 @@ mod tests {
     #[tokio::test]
     async fn client_refuses_a_name_the_certificate_lacks() {
         let (_dir, cert, key) = generated();
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(load_server_config(&cert, &key).expect("load"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let acceptor = tokio_rustls::TlsAcceptor::from(load_server_config(&cert, &key).expect("load"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.expect("accept");

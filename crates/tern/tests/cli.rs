@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use tern_store::{EmbeddedStore, Store, password};
 
 fn tern(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tern")).arg("--data").arg(data).args(args).output().expect("run tern")
+    Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run tern")
 }
 
 fn tern_stdin(data: &Path, args: &[&str], input: &str) -> Output {
@@ -28,13 +33,21 @@ fn tern_stdin(data: &Path, args: &[&str], input: &str) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "tern failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tern failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// A failure is exactly one line on stderr, starting with "tern: error:".
 fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(err.lines().count(), 1, "one line: {err:?}");
     assert!(err.starts_with("tern: error: "), "{err:?}");
@@ -46,7 +59,10 @@ fn free_offset() -> u16 {
     for _ in 0..50 {
         let offset = 20000 + (rand_u16() % 20000);
         let ports = [1143, 1993, 1110, 1995, 2525, 1587, 1465, 8080].map(|p| p + offset);
-        if ports.iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
+        if ports
+            .iter()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
             return offset;
         }
     }
@@ -54,7 +70,10 @@ fn free_offset() -> u16 {
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     (nanos ^ std::process::id()) as u16
 }
 
@@ -66,7 +85,13 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .arg("--data")
         .arg(&data)
-        .args(["quickstart", "--domain", "Example.TEST", "--port-offset", &offset.to_string()])
+        .args([
+            "quickstart",
+            "--domain",
+            "Example.TEST",
+            "--port-offset",
+            &offset.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -84,7 +109,10 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
     let text = seen.join("\n");
     assert!(text.contains(&format!("127.0.0.1:{}", 1143 + offset)), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{}", 8080 + offset)), "{text}");
-    let login = seen.iter().find(|l| l.starts_with("Log in as admin@example.test with password ")).expect("a login line");
+    let login = seen
+        .iter()
+        .find(|l| l.starts_with("Log in as admin@example.test with password "))
+        .expect("a login line");
     let secret = login.rsplit(' ').next().unwrap().to_string();
     assert_eq!(secret.len(), 20);
 
@@ -93,10 +121,16 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
     let users: serde_json::Value = serde_json::from_str(&users).unwrap();
     assert_eq!(users[0]["address"], "admin@example.test");
     let aliases = ok(&tern(&data, &["alias", "list"]));
-    assert!(aliases.contains("postmaster@example.test") && aliases.contains("abuse@example.test"), "{aliases}");
+    assert!(
+        aliases.contains("postmaster@example.test") && aliases.contains("abuse@example.test"),
+        "{aliases}"
+    );
 
     // SIGTERM stops it cleanly.
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "quickstart exits 0 on SIGTERM: {status}");
 
@@ -105,13 +139,26 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
         assert!(data.join(f).exists(), "{f}");
     }
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(data.join("tls/key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(data.join("tls/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = EmbeddedStore::open(&data.join("store")).unwrap();
         let admin = store.account("admin@example.test").await.unwrap();
         assert!(password::verify(&secret, admin.password_hash.as_deref().unwrap()));
-        let names: Vec<_> = store.mailboxes(admin.id).await.unwrap().into_iter().map(|m| m.name).collect();
+        let names: Vec<_> = store
+            .mailboxes(admin.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         assert_eq!(names, ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]);
         store.close().await.unwrap();
     });
@@ -134,7 +181,10 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
             break;
         }
     }
-    Command::new("kill").args(["-TERM", &again.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap();
     assert!(again.wait().unwrap().success());
     let second = second.join("\n");
     assert!(second.contains("Using the existing data folder"), "{second}");
@@ -145,10 +195,20 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
 fn accounts_domains_and_aliases_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let out = ok(&tern(data, &["init", "--domain", "example.com", "--hostname", "mail.example.com"]));
+    let out = ok(&tern(
+        data,
+        &["init", "--domain", "example.com", "--hostname", "mail.example.com"],
+    ));
     assert!(out.contains("tern.toml"), "{out}");
-    assert!(std::fs::read_to_string(data.join("tern.toml")).unwrap().contains("\"0.0.0.0:993\""));
-    one_line_error(&tern(data, &["init", "--domain", "example.com", "--hostname", "mail.example.com"]));
+    assert!(
+        std::fs::read_to_string(data.join("tern.toml"))
+            .unwrap()
+            .contains("\"0.0.0.0:993\"")
+    );
+    one_line_error(&tern(
+        data,
+        &["init", "--domain", "example.com", "--hostname", "mail.example.com"],
+    ));
 
     ok(&tern(data, &["domain", "add", "example.org"]));
     let err = one_line_error(&tern(data, &["domain", "add", "example.org"]));
@@ -157,27 +217,58 @@ fn accounts_domains_and_aliases_from_the_command_line() {
     assert_eq!(domains.as_array().unwrap().len(), 2);
 
     // A generated password is printed once; a piped one is taken as given.
-    let out = ok(&tern(data, &["user", "add", "alice@example.com", "--name", "Alice Smith", "--quota", "2GB"]));
+    let out = ok(&tern(
+        data,
+        &[
+            "user",
+            "add",
+            "alice@example.com",
+            "--name",
+            "Alice Smith",
+            "--quota",
+            "2GB",
+        ],
+    ));
     assert!(out.contains("Password: "), "{out}");
-    ok(&tern_stdin(data, &["user", "add", "bob@example.org", "--password-stdin"], "bob's secret\n"));
+    ok(&tern_stdin(
+        data,
+        &["user", "add", "bob@example.org", "--password-stdin"],
+        "bob's secret\n",
+    ));
     let err = one_line_error(&tern(data, &["user", "add", "carol@nowhere.test"]));
     assert!(err.contains("nowhere.test") && err.contains("tern domain add"), "{err}");
     let err = one_line_error(&tern(data, &["user", "add", "not-an-address"]));
     assert!(err.contains("not-an-address"), "{err}");
-    let err = one_line_error(&tern_stdin(data, &["user", "add", "dan@example.org", "--password-stdin"], ""));
+    let err = one_line_error(&tern_stdin(
+        data,
+        &["user", "add", "dan@example.org", "--password-stdin"],
+        "",
+    ));
     assert!(err.contains("no password"), "{err}");
 
     let list = ok(&tern(data, &["user", "list"]));
-    assert!(list.contains("alice@example.com") && list.contains("Alice Smith") && list.contains("2.0 GB"), "{list}");
-    let json: serde_json::Value = serde_json::from_str(&ok(&tern(data, &["user", "list", "--domain", "example.org", "--json"]))).unwrap();
+    assert!(
+        list.contains("alice@example.com") && list.contains("Alice Smith") && list.contains("2.0 GB"),
+        "{list}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&tern(data, &["user", "list", "--domain", "example.org", "--json"]))).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["address"], "bob@example.org");
-    assert!(json[0].get("password_hash").is_none(), "hashes never leave the store in listings");
+    assert!(
+        json[0].get("password_hash").is_none(),
+        "hashes never leave the store in listings"
+    );
 
-    ok(&tern_stdin(data, &["user", "passwd", "bob@example.org", "--password-stdin"], "new secret\n"));
+    ok(&tern_stdin(
+        data,
+        &["user", "passwd", "bob@example.org", "--password-stdin"],
+        "new secret\n",
+    ));
     ok(&tern(data, &["user", "disable", "bob@example.org"]));
     ok(&tern(data, &["user", "quota", "bob@example.org", "500MB"]));
-    let json: serde_json::Value = serde_json::from_str(&ok(&tern(data, &["user", "list", "--domain", "example.org", "--json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&tern(data, &["user", "list", "--domain", "example.org", "--json"]))).unwrap();
     assert_eq!(json[0]["enabled"], false);
     assert_eq!(json[0]["quota"], 500u64 << 20);
     ok(&tern(data, &["user", "enable", "bob@example.org"]));
@@ -188,7 +279,10 @@ fn accounts_domains_and_aliases_from_the_command_line() {
     let aliases: serde_json::Value = serde_json::from_str(&ok(&tern(data, &["alias", "list", "--json"]))).unwrap();
     assert_eq!(aliases[0]["address"], "sales@example.org");
     assert_eq!(aliases[0]["target"], "bob@example.org");
-    ok(&tern(data, &["domain", "catch-all", "example.org", "--target", "bob@example.org"]));
+    ok(&tern(
+        data,
+        &["domain", "catch-all", "example.org", "--target", "bob@example.org"],
+    ));
 
     let err = one_line_error(&tern(data, &["domain", "remove", "example.org"]));
     assert!(err.contains("remove them first"), "{err}");
@@ -212,7 +306,10 @@ fn accounts_domains_and_aliases_from_the_command_line() {
 fn configuration_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    ok(&tern(data, &["init", "--domain", "example.com", "--hostname", "mail.example.com"]));
+    ok(&tern(
+        data,
+        &["init", "--domain", "example.com", "--hostname", "mail.example.com"],
+    ));
     let config = data.join("tern.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("[listen]", "[listen]\nimapz = [\"127.0.0.1:1\"]")).unwrap();
@@ -234,7 +331,16 @@ fn configuration_errors_name_the_file_and_the_key() {
 fn help_describes_every_command() {
     let out = Command::new(env!("CARGO_BIN_EXE_tern")).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for cmd in ["quickstart", "init", "serve", "domain", "user", "alias", "import", "--data"] {
+    for cmd in [
+        "quickstart",
+        "init",
+        "serve",
+        "domain",
+        "user",
+        "alias",
+        "import",
+        "--data",
+    ] {
         assert!(help.contains(cmd), "--help mentions {cmd}");
     }
     for sub in [
@@ -250,11 +356,21 @@ fn help_describes_every_command() {
         vec!["import", "maildir"],
         vec!["import", "mbox"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tern")).args(&sub).arg("--help").output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(&sub)
+            .arg("--help")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{sub:?} --help");
-        assert!(String::from_utf8(out.stdout).unwrap().len() > 100, "{sub:?} has real help");
+        assert!(
+            String::from_utf8(out.stdout).unwrap().len() > 100,
+            "{sub:?} has real help"
+        );
     }
     // A usage error is reported by clap with a non-zero exit.
-    let out = Command::new(env!("CARGO_BIN_EXE_tern")).args(["user", "frobnicate"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["user", "frobnicate"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

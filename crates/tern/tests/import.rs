@@ -62,21 +62,11 @@ fn data_folder(accounts: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");
     tern_ok(
         dir.path(),
-        &[
-            "init",
-            "--domain",
-            DOMAIN,
-            "--hostname",
-            "mail.example.test",
-        ],
+        &["init", "--domain", DOMAIN, "--hostname", "mail.example.test"],
         "",
     );
     for account in accounts {
-        tern_ok(
-            dir.path(),
-            &["user", "add", account, "--password-stdin"],
-            "pw\n",
-        );
+        tern_ok(dir.path(), &["user", "add", account, "--password-stdin"], "pw\n");
     }
     dir
 }
@@ -115,10 +105,7 @@ async fn snapshot(data: &Path, account: &str) -> Snapshot {
         messages.sort_by_key(|m| m.uid);
         let mut with_bytes = Vec::new();
         for m in messages {
-            let raw = store
-                .read_message(mailbox.id, m.uid)
-                .await
-                .expect("read message");
+            let raw = store.read_message(mailbox.id, m.uid).await.expect("read message");
             with_bytes.push((m, raw));
         }
         out.insert(mailbox.name, with_bytes);
@@ -236,10 +223,7 @@ fn appended(manifest: &Value) -> Vec<Appended> {
         .map(|m| Appended {
             folder: str_of(m, "folder").to_owned(),
             raw: unhex(str_of(m, "raw")),
-            flags: strings_of(m, "flags")
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            flags: strings_of(m, "flags").into_iter().map(str::to_owned).collect(),
             date: m["date"].as_i64().expect("date"),
         })
         .collect()
@@ -260,17 +244,10 @@ fn maildir_files(folder: &Path) -> Vec<Vec<u8>> {
 
 /// Checks an imported account against what was appended to Dovecot: `folder_of` maps
 /// a Dovecot folder to the Tern folder it should have landed in.
-fn check_against_appended(
-    snapshot: &Snapshot,
-    appended: &[Appended],
-    folder_of: impl Fn(&str) -> String,
-) {
+fn check_against_appended(snapshot: &Snapshot, appended: &[Appended], folder_of: impl Fn(&str) -> String) {
     let mut want_folders: BTreeMap<String, Vec<&Appended>> = BTreeMap::new();
     for a in appended {
-        want_folders
-            .entry(folder_of(&a.folder))
-            .or_default()
-            .push(a);
+        want_folders.entry(folder_of(&a.folder)).or_default().push(a);
     }
     let mut expected_names: Vec<String> = DEFAULT_FOLDERS.iter().map(|f| f.to_string()).collect();
     expected_names.extend(want_folders.keys().cloned());
@@ -291,16 +268,13 @@ fn check_against_appended(
         for (summary, raw) in messages {
             // Duplicates are byte-identical with identical flags and dates, so which of
             // the two an imported copy matches does not matter; each is used once.
-            let at = want
-                .iter()
-                .position(|a| crlf_to_lf(&a.raw) == *raw)
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{folder} UID {} is not a message appended to Dovecot (or its bytes changed):\n{}",
-                        summary.uid,
-                        String::from_utf8_lossy(raw)
-                    )
-                });
+            let at = want.iter().position(|a| crlf_to_lf(&a.raw) == *raw).unwrap_or_else(|| {
+                panic!(
+                    "{folder} UID {} is not a message appended to Dovecot (or its bytes changed):\n{}",
+                    summary.uid,
+                    String::from_utf8_lossy(raw)
+                )
+            });
             let a = want.remove(at);
             let what = format!(
                 "{folder} UID {} ({})",
@@ -315,10 +289,7 @@ fn check_against_appended(
             assert_eq!(summary.internal_date, a.date, "INTERNALDATE of {what}");
             assert_eq!(summary.size, raw.len() as u64, "size of {what}");
             // The import appends oldest first, so UIDs follow the dates.
-            assert!(
-                summary.internal_date >= previous_date,
-                "UID order of {what}"
-            );
+            assert!(summary.internal_date >= previous_date, "UID order of {what}");
             previous_date = summary.internal_date;
         }
     }
@@ -338,9 +309,7 @@ async fn maildir_tree_written_by_dovecot_imports_exactly() {
     assert_eq!(appended.len(), 30);
     // Stopped, so nothing changes the maildir while it is read (as the import's help
     // advises for a real export).
-    dovecot
-        .stop()
-        .unwrap_or_else(|e| panic!("{e}\n{}", dovecot.log()));
+    dovecot.stop().unwrap_or_else(|e| panic!("{e}\n{}", dovecot.log()));
     let maildir = dovecot.maildir(ALICE);
 
     // What Dovecot made of the APPENDs: one file per message, CRLF turned into LF.
@@ -367,9 +336,7 @@ async fn maildir_tree_written_by_dovecot_imports_exactly() {
     let maildir_arg = maildir.to_str().expect("temporary paths are UTF-8");
     let out = tern_ok(data.path(), &["import", "maildir", ALICE, maildir_arg], "");
     assert!(out.contains("Imported 30 messages"), "{out}");
-    check_against_appended(&snapshot(data.path(), ALICE).await, &appended, |f| {
-        f.to_owned()
-    });
+    check_against_appended(&snapshot(data.path(), ALICE).await, &appended, |f| f.to_owned());
 
     // With --folder the whole tree goes beneath that folder, INBOX becoming it.
     let out = tern_ok(
@@ -511,16 +478,8 @@ async fn mbox_written_by_python_imports_exactly_into_the_named_folder() {
                 want_flags.push(flag);
             }
         }
-        assert_eq!(
-            summary.flags.names(),
-            Flags::from_names(want_flags).names(),
-            "{what}"
-        );
-        assert_eq!(
-            summary.internal_date,
-            want["date"].as_i64().expect("date"),
-            "{what}"
-        );
+        assert_eq!(summary.flags.names(), Flags::from_names(want_flags).names(), "{what}");
+        assert_eq!(summary.internal_date, want["date"].as_i64().expect("date"), "{what}");
     }
 }
 
@@ -552,11 +511,7 @@ async fn failed_imports_name_the_account_or_path_and_create_nothing() {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("create maildir");
     }
-    std::fs::write(
-        maildir.join("new").join("1600000000.1.host"),
-        b"Subject: hi\n\nhello\n",
-    )
-    .expect("write message");
+    std::fs::write(maildir.join("new").join("1600000000.1.host"), b"Subject: hi\n\nhello\n").expect("write message");
     let mbox = export.path().join("export.mbox");
     std::fs::write(
         &mbox,
@@ -573,14 +528,7 @@ async fn failed_imports_name_the_account_or_path_and_create_nothing() {
         assert!(stderr.contains("nobody@example.test"), "{stderr}");
         let stderr = failing(
             data.path(),
-            &[
-                "import",
-                kind,
-                "nobody@example.test",
-                path,
-                "--folder",
-                "Imported",
-            ],
+            &["import", kind, "nobody@example.test", path, "--folder", "Imported"],
         );
         assert!(stderr.contains("nobody@example.test"), "{stderr}");
     }
@@ -591,10 +539,7 @@ async fn failed_imports_name_the_account_or_path_and_create_nothing() {
         let missing: &str = missing.to_str().expect("UTF-8 path");
         let stderr = failing(data.path(), &["import", kind, ALICE, missing]);
         assert!(stderr.contains(missing), "{stderr}");
-        let stderr = failing(
-            data.path(),
-            &["import", kind, ALICE, missing, "--folder", "Imported"],
-        );
+        let stderr = failing(data.path(), &["import", kind, ALICE, missing, "--folder", "Imported"]);
         assert!(stderr.contains(missing), "{stderr}");
     }
 

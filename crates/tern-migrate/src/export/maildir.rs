@@ -133,10 +133,7 @@ impl Maildir {
     /// A file that cannot be read yields an error and the iteration goes on, so the
     /// caller decides whether one bad file stops the import.
     pub fn messages(&self) -> Messages<'_> {
-        Messages {
-            maildir: self,
-            next: 0,
-        }
+        Messages { maildir: self, next: 0 }
     }
 
     fn read(&self, entry: &Entry) -> Result<ExportedMessage, ExportError> {
@@ -549,42 +546,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = maildir(tmp.path());
         // APPENDed through Dovecot: old mtime, name written at migration time.
-        put(
-            &dir,
-            "cur",
-            "1700000000.a.host:2,S",
-            b"appended",
-            Some(1_500_000_000),
-        );
+        put(&dir, "cur", "1700000000.a.host:2,S", b"appended", Some(1_500_000_000));
         // Copied without keeping mtimes: the name is older.
-        put(
-            &dir,
-            "cur",
-            "1400000000.b.host:2,S",
-            b"copied",
-            Some(1_750_000_000),
-        );
+        put(&dir, "cur", "1400000000.b.host:2,S", b"copied", Some(1_750_000_000));
         // No timestamp in the name: the mtime.
-        put(
-            &dir,
-            "new",
-            "courier-name",
-            b"mtime only",
-            Some(1_600_000_000),
-        );
+        put(&dir, "new", "courier-name", b"mtime only", Some(1_600_000_000));
         // Same date as the copied one: file name breaks the tie.
-        put(
-            &dir,
-            "new",
-            "1400000000.a.host",
-            b"tie",
-            Some(1_750_000_000),
-        );
+        put(&dir, "new", "1400000000.a.host", b"tie", Some(1_750_000_000));
         let m = read_all(&dir);
-        let got: Vec<_> = m
-            .iter()
-            .map(|m| (m.raw.as_slice(), m.internal_date))
-            .collect();
+        let got: Vec<_> = m.iter().map(|m| (m.raw.as_slice(), m.internal_date)).collect();
         assert_eq!(
             got,
             vec![
@@ -641,10 +611,7 @@ mod tests {
         fs::create_dir(root.join("plain")).unwrap();
         let got = folders(&root).unwrap();
         let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            vec!["INBOX", "Entwürfe", "R&D", "Work", "Work/Reports"]
-        );
+        assert_eq!(names, vec!["INBOX", "Entwürfe", "R&D", "Work", "Work/Reports"]);
         assert_eq!(got[0].1, root);
         assert_eq!(got[4].1, root.join(".Work.Reports"));
     }
@@ -654,10 +621,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         maildir(&tmp.path().join(".Archive"));
         let got = folders(tmp.path()).unwrap();
-        assert_eq!(
-            got,
-            vec![("Archive".to_owned(), tmp.path().join(".Archive"))]
-        );
+        assert_eq!(got, vec![("Archive".to_owned(), tmp.path().join(".Archive"))]);
     }
 
     #[test]
@@ -670,14 +634,8 @@ mod tests {
 
     #[test]
     fn modified_utf7() {
-        assert_eq!(
-            decode_modified_utf7("Entw&APw-rfe").as_deref(),
-            Some("Entwürfe")
-        );
-        assert_eq!(
-            decode_modified_utf7("&ZeVnLIqe-").as_deref(),
-            Some("日本語")
-        );
+        assert_eq!(decode_modified_utf7("Entw&APw-rfe").as_deref(), Some("Entwürfe"));
+        assert_eq!(decode_modified_utf7("&ZeVnLIqe-").as_deref(), Some("日本語"));
         assert_eq!(decode_modified_utf7("A&-B").as_deref(), Some("A&B"));
         // Surrogate pair: U+1F600.
         assert_eq!(decode_modified_utf7("&2D3eAA-").as_deref(), Some("😀"));

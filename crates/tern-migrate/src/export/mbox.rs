@@ -163,19 +163,14 @@ impl<R: BufRead> Mbox<R> {
         let mut last_len = 0;
         while self.read_chunk()? {
             let complete = self.chunk.ends_with(b"\n");
-            if at_line_start && complete && last_line_blank && separator_date(&self.chunk).is_some()
-            {
+            if at_line_start && complete && last_line_blank && separator_date(&self.chunk).is_some() {
                 self.next_separator = Some(std::mem::take(&mut self.chunk));
                 break;
             }
             let blank = at_line_start && is_blank(&self.chunk);
             // mboxrd: ^>+From  loses one '>'.
             let unquote = at_line_start && is_quoted_from(&self.chunk);
-            let bytes = if unquote {
-                &self.chunk[1..]
-            } else {
-                &self.chunk[..]
-            };
+            let bytes = if unquote { &self.chunk[1..] } else { &self.chunk[..] };
             size += bytes.len() as u64;
             // Keep two bytes of slack for the blank line that may be stripped below, and
             // stop holding the message once it is surely too large.
@@ -297,9 +292,7 @@ fn parse_date(tokens: &[&str]) -> Option<Option<i64>> {
     while i < tokens.len() {
         let token = tokens[i].trim_end_matches(',');
         if token.eq_ignore_ascii_case("remote")
-            && tokens
-                .get(i + 1)
-                .is_some_and(|t| t.eq_ignore_ascii_case("from"))
+            && tokens.get(i + 1).is_some_and(|t| t.eq_ignore_ascii_case("from"))
             && tokens.len() == i + 3
         {
             break;
@@ -352,9 +345,7 @@ fn parse_time(token: &str) -> Option<(u32, u32, u32)> {
     let mut field = || -> Option<Option<u32>> {
         match parts.next() {
             None => Some(None),
-            Some(p) if (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(p.parse().ok())
-            }
+            Some(p) if (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()),
             Some(_) => None,
         }
     };
@@ -397,13 +388,7 @@ fn zone_offset(token: &str) -> Option<i64> {
 /// Reads the flag headers of the message's header section (up to the first blank
 /// line) into its flags and keywords.
 fn apply_flag_headers(message: &mut ExportedMessage) {
-    const WANTED: [&str; 5] = [
-        "status",
-        "x-status",
-        "x-mozilla-status",
-        "x-keywords",
-        "x-mozilla-keys",
-    ];
+    const WANTED: [&str; 5] = ["status", "x-status", "x-mozilla-status", "x-keywords", "x-mozilla-keys"];
     let mut fields: Vec<(String, String)> = Vec::new();
     // Whether the field being unfolded is one we keep.
     let mut keeping = false;
@@ -424,14 +409,10 @@ fn apply_flag_headers(message: &mut ExportedMessage) {
             keeping = false;
             continue;
         };
-        let name = String::from_utf8_lossy(&line[..colon])
-            .trim()
-            .to_ascii_lowercase();
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase();
         keeping = WANTED.contains(&name.as_str());
         if keeping {
-            let value = String::from_utf8_lossy(&line[colon + 1..])
-                .trim()
-                .to_owned();
+            let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned();
             fields.push((name, value));
         }
     }
@@ -486,12 +467,7 @@ mod tests {
     use std::io::Cursor;
 
     fn mbox(bytes: &[u8]) -> Mbox<Cursor<Vec<u8>>> {
-        Mbox::from_reader(
-            Cursor::new(bytes.to_vec()),
-            Path::new("test.mbox"),
-            bytes.len() as u64,
-        )
-        .unwrap()
+        Mbox::from_reader(Cursor::new(bytes.to_vec()), Path::new("test.mbox"), bytes.len() as u64).unwrap()
     }
 
     fn read(bytes: &[u8]) -> Vec<ExportedMessage> {
@@ -536,7 +512,10 @@ From b Thu Jan  1 00:00:00 2026\nS: 2\n\nbody\n\n\n";
 Subject: q\n\n>From the start\n>>From twice\n>>>From thrice\n> From not quoted\n>Fromage\nFrom\n\n";
         assert_eq!(
             raws(file),
-            vec![b"Subject: q\n\nFrom the start\n>From twice\n>>From thrice\n> From not quoted\n>Fromage\nFrom\n".to_vec()]
+            vec![
+                b"Subject: q\n\nFrom the start\n>From twice\n>>From thrice\n> From not quoted\n>Fromage\nFrom\n"
+                    .to_vec()
+            ]
         );
     }
 
@@ -608,10 +587,7 @@ From a Thu Jan  1 00:00:00 2026\n\
 Subject: 3\n\nX-Status: AFDT\n";
         let m = read(file);
         assert!(m[0].seen && m[0].answered && m[0].flagged && !m[0].deleted && !m[0].draft);
-        assert!(
-            m[0].raw
-                .starts_with(b"Subject: 1\nStatus: RO\nX-Status: AF\n")
-        );
+        assert!(m[0].raw.starts_with(b"Subject: 1\nStatus: RO\nX-Status: AF\n"));
         assert!(!m[1].seen && m[1].deleted && m[1].draft && !m[1].answered);
         // A Status-like line in the body is not a header.
         assert!(!m[2].answered && !m[2].flagged && !m[2].deleted && !m[2].draft);
@@ -640,18 +616,12 @@ X-Keywords: $Junk\n project-x, \\Seen\n\nbody\n";
             date("From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n"),
             Some(Some(JAN_1_2026))
         );
-        assert_eq!(
-            date("From Thu Jan  1 00:00:00 2026\n"),
-            Some(Some(JAN_1_2026))
-        );
+        assert_eq!(date("From Thu Jan  1 00:00:00 2026\n"), Some(Some(JAN_1_2026)));
         assert_eq!(
             date("From a@b Thu Jan 1 01:00:00 2026 +0100\r\n"),
             Some(Some(JAN_1_2026))
         );
-        assert_eq!(
-            date("From a@b Wed Dec 31 19:00:00 EST 2025\n"),
-            Some(Some(JAN_1_2026))
-        );
+        assert_eq!(date("From a@b Wed Dec 31 19:00:00 EST 2025\n"), Some(Some(JAN_1_2026)));
         assert_eq!(
             date("From a@b Thu, 1 Jan 2026 00:00:00 +0000\n"),
             Some(Some(JAN_1_2026))
@@ -667,10 +637,7 @@ X-Keywords: $Junk\n project-x, \\Seen\n\nbody\n";
         assert_eq!(date("From the desk of the editor\n"), None);
         assert_eq!(date("From a Thu Jan  1 2026\n"), None);
         assert_eq!(date("From a Thu Jan 00:00:00 2026\n"), None);
-        assert_eq!(
-            date("From a Thu Jan  1 00:00:00 2026 and more words\n"),
-            None
-        );
+        assert_eq!(date("From a Thu Jan  1 00:00:00 2026 and more words\n"), None);
         assert_eq!(date("From a Thu Jan  1 00:00:00 2026 XYZ\n"), None);
         assert_eq!(date("Fromage\n"), None);
     }
@@ -690,11 +657,7 @@ From b Thu Jan  1 00:00:00 2026\nS: ok\n\n";
         let results: Vec<_> = mbox(file).with_max_message_size(20).collect();
         assert_eq!(results.len(), 2);
         match &results[0] {
-            Err(ExportError::TooLarge {
-                location,
-                size,
-                limit,
-            }) => {
+            Err(ExportError::TooLarge { location, size, limit }) => {
                 assert_eq!(location, "mbox:test.mbox#1");
                 assert_eq!((*size, *limit), (55, 20));
             }
@@ -730,8 +693,7 @@ From b Thu Jan  1 00:00:00 2026\nS: ok\n\n";
 
     #[test]
     fn progress_reaches_the_file_size() {
-        let file =
-            b"From a Thu Jan  1 00:00:00 2026\nS: 1\n\nFrom b Thu Jan  1 00:00:00 2026\nS: 2\n\n";
+        let file = b"From a Thu Jan  1 00:00:00 2026\nS: 1\n\nFrom b Thu Jan  1 00:00:00 2026\nS: 2\n\n";
         let mut reader = mbox(file);
         assert_eq!(reader.len_bytes(), file.len() as u64);
         let mut seen = 0;
@@ -750,10 +712,7 @@ From b Thu Jan  1 00:00:00 2026\nS: ok\n\n";
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("box");
         std::fs::write(&path, b"From a Thu Jan  1 00:00:00 2026\nS: 1\n\n").unwrap();
-        let m: Vec<_> = Mbox::open(&path)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let m: Vec<_> = Mbox::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(m[0].raw, b"S: 1\n");
         assert_eq!(m[0].source, format!("mbox:{}#1", path.display()));
         assert!(matches!(

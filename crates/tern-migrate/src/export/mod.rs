@@ -130,11 +130,7 @@ pub enum ExportError {
          raise the message size limit for the import, or remove this message from the \
          export and import it again"
     )]
-    TooLarge {
-        location: String,
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { location: String, size: u64, limit: u64 },
 }
 
 impl ExportError {

@@ -4,7 +4,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::mailboxes;
 use super::now;
-use crate::{Account, AccountId, Alias, Domain, DomainId, EmailAddress, NewAccount, SpecialUse, StoreError, normalise_domain};
+use crate::{
+    Account, AccountId, Alias, Domain, DomainId, EmailAddress, NewAccount, SpecialUse, StoreError, normalise_domain,
+};
 
 pub fn domain_id(conn: &Connection, name: &str) -> Result<DomainId, StoreError> {
     let d = normalise_domain(name).ok_or_else(|| StoreError::InvalidAddress(name.to_string()))?;
@@ -21,12 +23,21 @@ const DOMAIN_SELECT: &str = "SELECT d.id, d.name,
     FROM domains d";
 
 fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Domain> {
-    Ok(Domain { id: DomainId(r.get(0)?), name: r.get(1)?, catch_all: r.get(2)?, accounts: r.get::<_, i64>(3)? as u64, aliases: r.get::<_, i64>(4)? as u64 })
+    Ok(Domain {
+        id: DomainId(r.get(0)?),
+        name: r.get(1)?,
+        catch_all: r.get(2)?,
+        accounts: r.get::<_, i64>(3)? as u64,
+        aliases: r.get::<_, i64>(4)? as u64,
+    })
 }
 
 pub fn create_domain(conn: &Connection, name: &str) -> Result<Domain, StoreError> {
     let d = normalise_domain(name).ok_or_else(|| StoreError::InvalidAddress(name.to_string()))?;
-    let n = conn.execute("INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)", params![d, now() as i64])?;
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)",
+        params![d, now() as i64],
+    )?;
     if n == 0 {
         return Err(StoreError::DomainExists(d));
     }
@@ -56,7 +67,10 @@ pub fn delete_domain(conn: &Connection, name: &str) -> Result<(), StoreError> {
 pub fn set_catch_all(conn: &Connection, domain: &str, target: Option<&str>) -> Result<(), StoreError> {
     let d = domain_id(conn, domain)?;
     let target = target.map(|t| account_id(conn, t)).transpose()?;
-    conn.execute("UPDATE domains SET catch_all = ?1 WHERE id = ?2", params![target.map(|a| a.0), d.0])?;
+    conn.execute(
+        "UPDATE domains SET catch_all = ?1 WHERE id = ?2",
+        params![target.map(|a| a.0), d.0],
+    )?;
     Ok(())
 }
 
@@ -102,7 +116,14 @@ pub fn create_account(conn: &Connection, new: &NewAccount) -> Result<(Account, V
     conn.execute(
         "INSERT INTO accounts (domain_id, local_part, display_name, password_hash, quota, enabled, created)
          VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-        params![domain.0, addr.local, new.display_name, new.password_hash, new.quota.map(|q| q as i64), now() as i64],
+        params![
+            domain.0,
+            addr.local,
+            new.display_name,
+            new.password_hash,
+            new.quota.map(|q| q as i64),
+            now() as i64
+        ],
     )?;
     let id = AccountId(conn.last_insert_rowid());
     let mut created = vec![mailboxes::insert(conn, id, crate::INBOX, None, true)?];
@@ -139,7 +160,9 @@ pub fn accounts(conn: &Connection, domain: Option<&str>) -> Result<Vec<Account>,
     let rows = match domain {
         Some(d) => {
             let d = domain_id(conn, d)?;
-            let mut st = conn.prepare(&format!("{ACCOUNT_SELECT} WHERE a.domain_id = ?1 ORDER BY d.name, a.local_part"))?;
+            let mut st = conn.prepare(&format!(
+                "{ACCOUNT_SELECT} WHERE a.domain_id = ?1 ORDER BY d.name, a.local_part"
+            ))?;
             st.query_map([d.0], account_row)?.collect::<Result<_, _>>()?
         }
         None => {
@@ -151,15 +174,26 @@ pub fn accounts(conn: &Connection, domain: Option<&str>) -> Result<Vec<Account>,
 }
 
 /// Updates one column of an account, named by address.
-pub fn update_account(conn: &Connection, address: &str, column: &'static str, value: rusqlite::types::Value) -> Result<(), StoreError> {
+pub fn update_account(
+    conn: &Connection,
+    address: &str,
+    column: &'static str,
+    value: rusqlite::types::Value,
+) -> Result<(), StoreError> {
     let id = account_id(conn, address)?;
-    conn.execute(&format!("UPDATE accounts SET {column} = ?1 WHERE id = ?2"), params![value, id.0])?;
+    conn.execute(
+        &format!("UPDATE accounts SET {column} = ?1 WHERE id = ?2"),
+        params![value, id.0],
+    )?;
     Ok(())
 }
 
 /// Deletes an account and everything it owns. Returns its mailboxes (for events) and
 /// its blobs (for the index; the blob folder goes whole).
-pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Vec<crate::Mailbox>, Vec<super::messages::Removed>), StoreError> {
+pub fn delete_account(
+    conn: &Connection,
+    address: &str,
+) -> Result<(AccountId, Vec<crate::Mailbox>, Vec<super::messages::Removed>), StoreError> {
     let id = account_id(conn, address)?;
     let boxes = mailboxes::list(conn, id)?;
     let mut st = conn.prepare("SELECT id FROM blobs WHERE account_id = ?1")?;
@@ -167,7 +201,10 @@ pub fn delete_account(conn: &Connection, address: &str) -> Result<(AccountId, Ve
         .query_map([id.0], |r| r.get(0))?
         .map(|b| b.map(|blob_id| super::messages::Removed { blob_id, file: None }))
         .collect::<Result<Vec<_>, _>>()?;
-    conn.execute("DELETE FROM blob_bodies WHERE blob_id IN (SELECT id FROM blobs WHERE account_id = ?1)", [id.0])?;
+    conn.execute(
+        "DELETE FROM blob_bodies WHERE blob_id IN (SELECT id FROM blobs WHERE account_id = ?1)",
+        [id.0],
+    )?;
     conn.execute("DELETE FROM blobs WHERE account_id = ?1", [id.0])?;
     for b in &boxes {
         conn.execute("DELETE FROM messages WHERE mailbox_id = ?1", [b.id.0])?;
@@ -189,7 +226,10 @@ pub fn create_alias(conn: &Connection, address: &str, target: &str) -> Result<Al
         "INSERT INTO aliases (domain_id, local_part, account_id) VALUES (?1, ?2, ?3)",
         params![domain.0, addr.local, target_id.0],
     )?;
-    Ok(Alias { address: addr.to_string(), target: account(conn, target_id)?.address })
+    Ok(Alias {
+        address: addr.to_string(),
+        target: account(conn, target_id)?.address,
+    })
 }
 
 pub fn aliases(conn: &Connection, domain: Option<&str>) -> Result<Vec<Alias>, StoreError> {
@@ -201,7 +241,12 @@ pub fn aliases(conn: &Connection, domain: Option<&str>) -> Result<Vec<Alias>, St
          WHERE ?1 IS NULL OR al.domain_id = ?1 ORDER BY d.name, al.local_part",
     )?;
     let rows = st
-        .query_map([filter.map(|d| d.0)], |r| Ok(Alias { address: r.get(0)?, target: r.get(1)? }))?
+        .query_map([filter.map(|d| d.0)], |r| {
+            Ok(Alias {
+                address: r.get(0)?,
+                target: r.get(1)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -219,9 +264,13 @@ pub fn delete_alias(conn: &Connection, address: &str) -> Result<(), StoreError> 
 }
 
 pub fn resolve_recipient(conn: &Connection, address: &str) -> Result<Option<AccountId>, StoreError> {
-    let Ok(addr) = EmailAddress::parse(address) else { return Ok(None) };
+    let Ok(addr) = EmailAddress::parse(address) else {
+        return Ok(None);
+    };
     let catch_all: Option<Option<i64>> = conn
-        .query_row("SELECT catch_all FROM domains WHERE name = ?1", [&addr.domain], |r| r.get(0))
+        .query_row("SELECT catch_all FROM domains WHERE name = ?1", [&addr.domain], |r| {
+            r.get(0)
+        })
         .optional()?;
     let Some(catch_all) = catch_all else { return Ok(None) };
     let base = addr.without_tag();

@@ -82,7 +82,12 @@ impl Indexer {
             .name("tern-store-index".into())
             .spawn(move || run(conn, rx, progress_tx))
             .map_err(|e| StoreError::io("cannot start the store's index thread", e))?;
-        Ok(Indexer { tx: Mutex::new(tx), committed: AtomicI64::new(newest), progress, thread: Mutex::new(Some(thread)) })
+        Ok(Indexer {
+            tx: Mutex::new(tx),
+            committed: AtomicI64::new(newest),
+            progress,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     fn send(&self, msg: Msg) {
@@ -135,7 +140,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
         let mut newest = *progress.borrow();
         let result = (|| -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let mut insert = conn.prepare_cached("INSERT OR REPLACE INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
+            let mut insert =
+                conn.prepare_cached("INSERT OR REPLACE INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;
             let mut delete = conn.prepare_cached("DELETE FROM fts WHERE rowid = ?1")?;
             for msg in batch {
                 match msg {
@@ -153,7 +159,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
                     Msg::Close(c) => closing = Some(c),
                 }
             }
-            conn.prepare_cached("UPDATE mark SET upto = max(upto, ?1)")?.execute([newest])?;
+            conn.prepare_cached("UPDATE mark SET upto = max(upto, ?1)")?
+                .execute([newest])?;
             conn.execute_batch("COMMIT")
         })();
         if let Err(e) = result {
@@ -178,7 +185,14 @@ fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<
         "SELECT b.id, b.account_id, b.hash, d.data FROM blobs b LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE b.id > ?1",
     )?;
     let mut missing = Vec::new();
-    for row in st.query_map([from], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, Option<Vec<u8>>>(3)?)))? {
+    for row in st.query_map([from], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, Option<Vec<u8>>>(3)?,
+        ))
+    })? {
         let (id, account, hash, data) = row?;
         if present.exists([id])? {
             continue;
@@ -194,7 +208,10 @@ fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<
         missing.push((id, m.index_headers, m.index_body));
     }
     if !missing.is_empty() {
-        tracing::info!(messages = missing.len(), "re-indexing messages the full-text index lacked");
+        tracing::info!(
+            messages = missing.len(),
+            "re-indexing messages the full-text index lacked"
+        );
         let tx = index.unchecked_transaction()?;
         {
             let mut insert = tx.prepare("INSERT OR REPLACE INTO fts (rowid, headers, body) VALUES (?1, ?2, ?3)")?;

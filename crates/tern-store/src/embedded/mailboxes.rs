@@ -48,7 +48,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         id: MailboxId(r.get(0)?),
         account: AccountId(r.get(1)?),
         name: r.get(2)?,
-        special_use: r.get::<_, Option<String>>(3)?.as_deref().and_then(SpecialUse::from_attribute),
+        special_use: r
+            .get::<_, Option<String>>(3)?
+            .as_deref()
+            .and_then(SpecialUse::from_attribute),
         subscribed: r.get(4)?,
         uidvalidity: r.get(5)?,
         uidnext: r.get(6)?,
@@ -95,29 +98,55 @@ fn next_uidvalidity(conn: &Connection) -> Result<u32, StoreError> {
 }
 
 /// Inserts one mailbox row; the name must be canonical and free.
-pub fn insert(conn: &Connection, account: AccountId, name: &str, special_use: Option<SpecialUse>, subscribed: bool) -> Result<Mailbox, StoreError> {
+pub fn insert(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+    subscribed: bool,
+) -> Result<Mailbox, StoreError> {
     let uidvalidity = next_uidvalidity(conn)?;
     conn.execute(
         "INSERT INTO mailboxes (account_id, name, special_use, subscribed, uidvalidity) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![account.0, name, special_use.map(SpecialUse::attribute), subscribed, uidvalidity],
+        params![
+            account.0,
+            name,
+            special_use.map(SpecialUse::attribute),
+            subscribed,
+            uidvalidity
+        ],
     )?;
     by_id(conn, MailboxId(conn.last_insert_rowid()))
 }
 
 fn exists(conn: &Connection, account: AccountId, name: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row("SELECT 1 FROM mailboxes WHERE account_id = ?1 AND name = ?2", params![account.0, name], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM mailboxes WHERE account_id = ?1 AND name = ?2",
+            params![account.0, name],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some())
 }
 
 fn event(m: &Mailbox, kind: ChangeKind) -> ChangeEvent {
-    ChangeEvent { account: m.account, mailbox: m.id, modseq: m.highest_modseq, kind }
+    ChangeEvent {
+        account: m.account,
+        mailbox: m.id,
+        modseq: m.highest_modseq,
+        kind,
+    }
 }
 
 /// Creates `name` and any missing parents (RFC 9051 §6.3.4: the server SHOULD create
 /// the superior hierarchy).
-pub fn create(conn: &Connection, account: AccountId, name: &str, special_use: Option<SpecialUse>) -> Result<(Mailbox, Vec<ChangeEvent>), StoreError> {
+pub fn create(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> Result<(Mailbox, Vec<ChangeEvent>), StoreError> {
     let name = canonical_name(name)?;
     if exists(conn, account, &name)? {
         return Err(StoreError::MailboxExists(name));
@@ -137,7 +166,10 @@ pub fn create(conn: &Connection, account: AccountId, name: &str, special_use: Op
 
 fn children(conn: &Connection, account: AccountId, name: &str) -> Result<Vec<Mailbox>, StoreError> {
     let prefix = format!("{name}{DELIMITER}");
-    Ok(list(conn, account)?.into_iter().filter(|m| m.name.starts_with(&prefix)).collect())
+    Ok(list(conn, account)?
+        .into_iter()
+        .filter(|m| m.name.starts_with(&prefix))
+        .collect())
 }
 
 /// RFC 9051 §6.3.6.
@@ -148,7 +180,10 @@ pub fn rename(conn: &Connection, account: AccountId, from: &str, to: &str) -> Re
         return Err(StoreError::MailboxExists(to));
     }
     if to.starts_with(&format!("{}{DELIMITER}", source.name)) {
-        return Err(StoreError::InvalidMailboxName(format!("cannot move {:?} inside itself", source.name)));
+        return Err(StoreError::InvalidMailboxName(format!(
+            "cannot move {:?} inside itself",
+            source.name
+        )));
     }
     // Parents of the new name come into being as CREATE would make them.
     let mut events = Vec::new();
@@ -173,7 +208,13 @@ pub fn rename(conn: &Connection, account: AccountId, from: &str, to: &str) -> Re
     }
     for (m, new) in renamed {
         conn.execute("UPDATE mailboxes SET name = ?1 WHERE id = ?2", params![new, m.id.0])?;
-        events.push(event(&m, ChangeKind::MailboxRenamed { from: m.name.clone(), to: new }));
+        events.push(event(
+            &m,
+            ChangeKind::MailboxRenamed {
+                from: m.name.clone(),
+                to: new,
+            },
+        ));
     }
     Ok(events)
 }
@@ -181,7 +222,11 @@ pub fn rename(conn: &Connection, account: AccountId, from: &str, to: &str) -> Re
 /// RFC 9051 §6.3.5. A mailbox with children is refused (HASCHILDREN, RFC 5530 §3)
 /// rather than turned into a \Noselect placeholder: clients handle the error well and
 /// nobody is left with a folder they cannot open.
-pub fn delete(conn: &Connection, account: AccountId, name: &str) -> Result<(Vec<ChangeEvent>, Vec<messages::Removed>), StoreError> {
+pub fn delete(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<(Vec<ChangeEvent>, Vec<messages::Removed>), StoreError> {
     let m = by_name(conn, account, name)?;
     if m.name == INBOX {
         return Err(StoreError::ProtectedMailbox(m.name, "deleted"));
@@ -192,13 +237,30 @@ pub fn delete(conn: &Connection, account: AccountId, name: &str) -> Result<(Vec<
     let unreferenced = messages::delete_all(conn, &m)?;
     conn.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [m.id.0])?;
     conn.execute("DELETE FROM mailboxes WHERE id = ?1", [m.id.0])?;
-    Ok((vec![event(&m, ChangeKind::MailboxDeleted { name: m.name.clone() })], unreferenced))
+    Ok((
+        vec![event(&m, ChangeKind::MailboxDeleted { name: m.name.clone() })],
+        unreferenced,
+    ))
 }
 
-pub fn set_subscribed(conn: &Connection, account: AccountId, name: &str, subscribed: bool) -> Result<Vec<ChangeEvent>, StoreError> {
+pub fn set_subscribed(
+    conn: &Connection,
+    account: AccountId,
+    name: &str,
+    subscribed: bool,
+) -> Result<Vec<ChangeEvent>, StoreError> {
     let m = by_name(conn, account, name)?;
-    conn.execute("UPDATE mailboxes SET subscribed = ?1 WHERE id = ?2", params![subscribed, m.id.0])?;
-    Ok(vec![event(&m, ChangeKind::Subscription { name: m.name.clone(), subscribed })])
+    conn.execute(
+        "UPDATE mailboxes SET subscribed = ?1 WHERE id = ?2",
+        params![subscribed, m.id.0],
+    )?;
+    Ok(vec![event(
+        &m,
+        ChangeKind::Subscription {
+            name: m.name.clone(),
+            subscribed,
+        },
+    )])
 }
 
 #[cfg(test)]

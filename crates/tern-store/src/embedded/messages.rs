@@ -9,8 +9,8 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::changes::{ChangeEvent, ChangeKind};
 use crate::metadata::MessageMetadata;
 use crate::{
-    AccountId, Appended, Changes, CopyResult, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox, MailboxId,
-    MessageSummary, ModSeq, StoreError, SystemFlags, TextField, Uid,
+    AccountId, Appended, Changes, CopyResult, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox, MailboxId, MessageSummary,
+    ModSeq, StoreError, SystemFlags, TextField, Uid,
 };
 
 /// Bodies up to this size are stored in the database (group-committed with their rows);
@@ -57,7 +57,9 @@ struct Target {
 }
 
 fn load(conn: &Connection, id: MailboxId) -> Result<Target, StoreError> {
-    Ok(Target { mailbox: super::mailboxes::by_id(conn, id)? })
+    Ok(Target {
+        mailbox: super::mailboxes::by_id(conn, id)?,
+    })
 }
 
 /// Counter deltas for a mailbox row.
@@ -78,13 +80,27 @@ impl Delta {
     }
 }
 
-fn update_mailbox(conn: &Connection, id: MailboxId, d: &Delta, uidnext: Option<Uid>, modseq: Option<ModSeq>) -> Result<(), StoreError> {
+fn update_mailbox(
+    conn: &Connection,
+    id: MailboxId,
+    d: &Delta,
+    uidnext: Option<Uid>,
+    modseq: Option<ModSeq>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE mailboxes SET messages = messages + ?2, unseen = unseen + ?3, deleted = deleted + ?4,
             size = size + ?5, uidnext = COALESCE(?6, uidnext), highest_modseq = COALESCE(?7, highest_modseq)
          WHERE id = ?1",
     )?
-    .execute(params![id.0, d.messages, d.unseen, d.deleted, d.size, uidnext, modseq.map(|m| m as i64)])?;
+    .execute(params![
+        id.0,
+        d.messages,
+        d.unseen,
+        d.deleted,
+        d.size,
+        uidnext,
+        modseq.map(|m| m as i64)
+    ])?;
     Ok(())
 }
 
@@ -95,7 +111,10 @@ fn check_quota(conn: &Connection, account: AccountId, adding: u64) -> Result<(),
     if let Some(limit) = quota
         && used as u64 + adding > limit as u64
     {
-        return Err(StoreError::QuotaExceeded { used: used as u64, limit: limit as u64 });
+        return Err(StoreError::QuotaExceeded {
+            used: used as u64,
+            limit: limit as u64,
+        });
     }
     Ok(())
 }
@@ -105,12 +124,25 @@ fn keywords_column(flags: &Flags) -> String {
 }
 
 fn flags_from(system: u8, keywords: &str) -> Flags {
-    Flags { system: SystemFlags(system), keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect() }
+    Flags {
+        system: SystemFlags(system),
+        keywords: keywords
+            .split(' ')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
 }
 
 /// Finds or creates the blob row for a prepared message, taking one reference. A new
 /// blob's text is queued in `index` for the full-text index.
-fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &mut Prepared, index: &mut Vec<(i64, String, String)>) -> Result<i64, StoreError> {
+fn reference_blob(
+    conn: &Connection,
+    blobs: &BlobStore,
+    account: AccountId,
+    p: &mut Prepared,
+    index: &mut Vec<(i64, String, String)>,
+) -> Result<i64, StoreError> {
     let existing: Option<i64> = conn
         .prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE account_id = ?1 AND hash = ?2 RETURNING id")?
         .query_row(params![account.0, &p.hash[..]], |r| r.get(0))
@@ -129,12 +161,25 @@ fn reference_blob(conn: &Connection, blobs: &BlobStore, account: AccountId, p: &
         "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id)
          VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![account.0, &p.hash[..], p.raw.len() as i64, p.metadata_json, m.sent_date, m.base_subject, m.message_id])?;
+    .execute(params![
+        account.0,
+        &p.hash[..],
+        p.raw.len() as i64,
+        p.metadata_json,
+        m.sent_date,
+        m.base_subject,
+        m.message_id
+    ])?;
     let id = conn.last_insert_rowid();
     if p.inline() {
-        conn.prepare_cached("INSERT INTO blob_bodies (blob_id, data) VALUES (?1, ?2)")?.execute(params![id, &p.raw])?;
+        conn.prepare_cached("INSERT INTO blob_bodies (blob_id, data) VALUES (?1, ?2)")?
+            .execute(params![id, &p.raw])?;
     }
-    index.push((id, std::mem::take(&mut p.metadata.index_headers), std::mem::take(&mut p.metadata.index_body)));
+    index.push((
+        id,
+        std::mem::take(&mut p.metadata.index_headers),
+        std::mem::take(&mut p.metadata.index_body),
+    ));
     Ok(id)
 }
 
@@ -153,12 +198,22 @@ fn release_blob(conn: &Connection, blob_id: i64) -> Result<Option<Removed>, Stor
     if refs > 0 {
         return Ok(None);
     }
-    conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?.execute([blob_id])?;
-    if conn.prepare_cached("DELETE FROM blob_bodies WHERE blob_id = ?1")?.execute([blob_id])? > 0 {
+    conn.prepare_cached("DELETE FROM blobs WHERE id = ?1")?
+        .execute([blob_id])?;
+    if conn
+        .prepare_cached("DELETE FROM blob_bodies WHERE blob_id = ?1")?
+        .execute([blob_id])?
+        > 0
+    {
         return Ok(Some(Removed { blob_id, file: None }));
     }
-    let hash: BlobHash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
-    Ok(Some(Removed { blob_id, file: Some((AccountId(account), hash)) }))
+    let hash: BlobHash = hash
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
+    Ok(Some(Removed {
+        blob_id,
+        file: Some((AccountId(account), hash)),
+    }))
 }
 
 /// What an append leaves: the APPENDUID data, the event, and text to index.
@@ -168,7 +223,12 @@ pub struct AppendOutcome {
     pub index: Vec<(i64, String, String)>,
 }
 
-pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared: &mut [Prepared]) -> Result<AppendOutcome, StoreError> {
+pub fn append(
+    conn: &Connection,
+    blobs: &BlobStore,
+    mailbox: MailboxId,
+    prepared: &mut [Prepared],
+) -> Result<AppendOutcome, StoreError> {
     let t = load(conn, mailbox)?;
     let m = &t.mailbox;
     check_quota(conn, m.account, prepared.iter().map(|p| p.raw.len() as u64).sum())?;
@@ -196,12 +256,27 @@ pub fn append(conn: &Connection, blobs: &BlobStore, mailbox: MailboxId, prepared
             p.raw.len() as i64
         ])?;
         delta.add(p.flags.system, p.raw.len() as u64, 1);
-        out.push(Appended { uidvalidity: m.uidvalidity, uid, modseq });
-        uid = uid.checked_add(1).ok_or_else(|| StoreError::Corrupt(format!("mailbox {:?} ran out of UIDs", m.name)))?;
+        out.push(Appended {
+            uidvalidity: m.uidvalidity,
+            uid,
+            modseq,
+        });
+        uid = uid
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("mailbox {:?} ran out of UIDs", m.name)))?;
     }
     update_mailbox(conn, m.id, &delta, Some(uid), Some(modseq))?;
-    let event = ChangeEvent { account: m.account, mailbox: m.id, modseq, kind: ChangeKind::Appended(out.iter().map(|a| a.uid).collect()) };
-    Ok(AppendOutcome { appended: out, event, index })
+    let event = ChangeEvent {
+        account: m.account,
+        mailbox: m.id,
+        modseq,
+        kind: ChangeKind::Appended(out.iter().map(|a| a.uid).collect()),
+    };
+    Ok(AppendOutcome {
+        appended: out,
+        event,
+        index,
+    })
 }
 
 const SUMMARY: &str = "SELECT uid, modseq, flags, keywords, internal_date, save_date, size, blob_id FROM messages";
@@ -227,7 +302,9 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 pub fn list(conn: &Connection, mailbox: MailboxId) -> Result<Vec<MessageSummary>, StoreError> {
     let mut st = conn.prepare_cached(&format!("{SUMMARY} WHERE mailbox_id = ?1 ORDER BY uid"))?;
-    let rows = st.query_map([mailbox.0], |r| summary_row(r).map(|r| r.summary))?.collect::<Result<_, _>>()?;
+    let rows = st
+        .query_map([mailbox.0], |r| summary_row(r).map(|r| r.summary))?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -237,8 +314,12 @@ fn rows(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Row>,
     let mut wanted = uids.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else { return Ok(Vec::new()) };
-    let mut st = conn.prepare_cached(&format!("{SUMMARY} WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"))?;
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut st = conn.prepare_cached(&format!(
+        "{SUMMARY} WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
+    ))?;
     let mut out = Vec::new();
     for r in st.query_map(params![mailbox.0, lo, hi], summary_row)? {
         let r = r?;
@@ -253,13 +334,18 @@ pub fn by_uid(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec
     Ok(rows(conn, mailbox, uids)?.into_iter().map(|r| r.summary).collect())
 }
 
-pub fn metadata(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, MessageMetadata)>, StoreError> {
+pub fn metadata(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, MessageMetadata)>, StoreError> {
     let mut st = conn.prepare_cached("SELECT metadata FROM blobs WHERE id = ?1")?;
     rows(conn, mailbox, uids)?
         .into_iter()
         .map(|r| {
             let json: String = st.query_row([r.blob_id], |x| x.get(0))?;
-            let meta = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("metadata of UID {}: {e}", r.summary.uid)))?;
+            let meta = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("metadata of UID {}: {e}", r.summary.uid)))?;
             Ok((r.summary.uid, meta))
         })
         .collect()
@@ -277,13 +363,17 @@ pub fn body(conn: &Connection, mailbox: MailboxId, uid: Uid) -> Result<Body, Sto
             "SELECT b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
              LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
         )?
-        .query_row(params![mailbox.0, uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row(params![mailbox.0, uid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?
         .ok_or(StoreError::NoSuchMessage(uid))?;
     if let Some(data) = data {
         return Ok(Body::Inline(data));
     }
-    let hash = hash.try_into().map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
+    let hash = hash
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
     Ok(Body::File(AccountId(account), hash))
 }
 
@@ -300,7 +390,9 @@ pub fn store_flags(
     let mut out = FlagsUpdate::default();
     let mut changed = Vec::new();
     let mut delta = Delta::default();
-    let mut update = conn.prepare_cached("UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE mailbox_id = ?1 AND uid = ?2")?;
+    let mut update = conn.prepare_cached(
+        "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE mailbox_id = ?1 AND uid = ?2",
+    )?;
     for r in rows(conn, mailbox, uids)? {
         let s = r.summary;
         // RFC 7162 §3.1.3: a message modified after UNCHANGEDSINCE is not touched.
@@ -313,7 +405,13 @@ pub fn store_flags(
             out.updated.push((s.uid, new, s.modseq));
             continue;
         }
-        update.execute(params![mailbox.0, s.uid, new.system.0, keywords_column(&new), modseq as i64])?;
+        update.execute(params![
+            mailbox.0,
+            s.uid,
+            new.system.0,
+            keywords_column(&new),
+            modseq as i64
+        ])?;
         delta.add(s.flags.system, 0, -1);
         delta.add(new.system, 0, 1);
         changed.push(s.uid);
@@ -323,19 +421,38 @@ pub fn store_flags(
         return Ok((out, None));
     }
     update_mailbox(conn, mailbox, &delta, None, Some(modseq))?;
-    let event = ChangeEvent { account: t.mailbox.account, mailbox, modseq, kind: ChangeKind::FlagsChanged(changed) };
+    let event = ChangeEvent {
+        account: t.mailbox.account,
+        mailbox,
+        modseq,
+        kind: ChangeKind::FlagsChanged(changed),
+    };
     Ok((out, Some(event)))
 }
 
-pub fn copy(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<(CopyResult, Vec<ChangeEvent>), StoreError> {
+pub fn copy(
+    conn: &Connection,
+    from: MailboxId,
+    uids: &[Uid],
+    to: MailboxId,
+) -> Result<(CopyResult, Vec<ChangeEvent>), StoreError> {
     let source = load(conn, from)?.mailbox;
     let target = load(conn, to)?.mailbox;
     if source.account != target.account {
-        return Err(StoreError::NoSuchMailbox(format!("#{} (not in the same account)", to.0)));
+        return Err(StoreError::NoSuchMailbox(format!(
+            "#{} (not in the same account)",
+            to.0
+        )));
     }
     let found = rows(conn, from, uids)?;
     if found.is_empty() {
-        return Ok((CopyResult { uidvalidity: target.uidvalidity, mapping: Vec::new() }, Vec::new()));
+        return Ok((
+            CopyResult {
+                uidvalidity: target.uidvalidity,
+                mapping: Vec::new(),
+            },
+            Vec::new(),
+        ));
     }
     check_quota(conn, target.account, found.iter().map(|r| r.summary.size).sum())?;
     let modseq = target.highest_modseq + 1;
@@ -364,23 +481,45 @@ pub fn copy(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> 
         ])?;
         delta.add(s.flags.system, s.size, 1);
         mapping.push((s.uid, uid));
-        uid = uid.checked_add(1).ok_or_else(|| StoreError::Corrupt(format!("mailbox {:?} ran out of UIDs", target.name)))?;
+        uid = uid
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("mailbox {:?} ran out of UIDs", target.name)))?;
     }
     update_mailbox(conn, to, &delta, Some(uid), Some(modseq))?;
-    let event = ChangeEvent { account: target.account, mailbox: to, modseq, kind: ChangeKind::Appended(mapping.iter().map(|m| m.1).collect()) };
-    Ok((CopyResult { uidvalidity: target.uidvalidity, mapping }, vec![event]))
+    let event = ChangeEvent {
+        account: target.account,
+        mailbox: to,
+        modseq,
+        kind: ChangeKind::Appended(mapping.iter().map(|m| m.1).collect()),
+    };
+    Ok((
+        CopyResult {
+            uidvalidity: target.uidvalidity,
+            mapping,
+        },
+        vec![event],
+    ))
 }
 
 /// Removes rows and records them in the expunge history with one new modseq.
-fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<(Vec<Uid>, Vec<Removed>, Option<ChangeEvent>), StoreError> {
+/// What an expunge did: the UIDs removed, the blobs nothing uses any more, the event.
+#[derive(Default)]
+pub struct Expunged {
+    pub uids: Vec<Uid>,
+    pub released: Vec<Removed>,
+    pub event: Option<ChangeEvent>,
+}
+
+fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<Expunged, StoreError> {
     if victims.is_empty() {
-        return Ok((Vec::new(), Vec::new(), None));
+        return Ok(Expunged::default());
     }
     let modseq = mailbox.highest_modseq + 1;
     let mut delta = Delta::default();
     let mut unreferenced = Vec::new();
     let mut delete = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
-    let mut history = conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+    let mut history =
+        conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
     for r in victims {
         delete.execute(params![mailbox.id.0, r.summary.uid])?;
         history.execute(params![mailbox.id.0, r.summary.uid, modseq as i64])?;
@@ -389,29 +528,48 @@ fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<(Vec<
     }
     update_mailbox(conn, mailbox.id, &delta, None, Some(modseq))?;
     let uids: Vec<Uid> = victims.iter().map(|r| r.summary.uid).collect();
-    let event = ChangeEvent { account: mailbox.account, mailbox: mailbox.id, modseq, kind: ChangeKind::Expunged(uids.clone()) };
-    Ok((uids, unreferenced, Some(event)))
+    let event = ChangeEvent {
+        account: mailbox.account,
+        mailbox: mailbox.id,
+        modseq,
+        kind: ChangeKind::Expunged(uids.clone()),
+    };
+    Ok(Expunged {
+        uids,
+        released: unreferenced,
+        event: Some(event),
+    })
 }
 
-pub fn expunge(conn: &Connection, mailbox: MailboxId, which: &Expunge) -> Result<(Vec<Uid>, Vec<Removed>, Option<ChangeEvent>), StoreError> {
+pub fn expunge(conn: &Connection, mailbox: MailboxId, which: &Expunge) -> Result<Expunged, StoreError> {
     let m = load(conn, mailbox)?.mailbox;
     let victims: Vec<Row> = match which {
         Expunge::AllDeleted => {
-            let mut st = conn.prepare_cached(&format!("{SUMMARY} WHERE mailbox_id = ?1 AND flags & ?2 ORDER BY uid"))?;
-            st.query_map(params![mailbox.0, SystemFlags::DELETED.0], summary_row)?.collect::<Result<_, _>>()?
+            let mut st =
+                conn.prepare_cached(&format!("{SUMMARY} WHERE mailbox_id = ?1 AND flags & ?2 ORDER BY uid"))?;
+            st.query_map(params![mailbox.0, SystemFlags::DELETED.0], summary_row)?
+                .collect::<Result<_, _>>()?
         }
-        Expunge::DeletedAmong(uids) => rows(conn, mailbox, uids)?.into_iter().filter(|r| r.summary.flags.is_deleted()).collect(),
+        Expunge::DeletedAmong(uids) => rows(conn, mailbox, uids)?
+            .into_iter()
+            .filter(|r| r.summary.flags.is_deleted())
+            .collect(),
         Expunge::Uids(uids) => rows(conn, mailbox, uids)?,
     };
     remove(conn, &m, &victims)
 }
 
-pub fn move_messages(conn: &Connection, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<(CopyResult, Vec<ChangeEvent>, Vec<Removed>), StoreError> {
+pub fn move_messages(
+    conn: &Connection,
+    from: MailboxId,
+    uids: &[Uid],
+    to: MailboxId,
+) -> Result<(CopyResult, Vec<ChangeEvent>, Vec<Removed>), StoreError> {
     let (result, mut events) = copy(conn, from, uids, to)?;
     let moved: Vec<Uid> = result.mapping.iter().map(|m| m.0).collect();
-    let (_, unreferenced, event) = expunge(conn, from, &Expunge::Uids(moved))?;
-    events.extend(event);
-    Ok((result, events, unreferenced))
+    let expunged = expunge(conn, from, &Expunge::Uids(moved))?;
+    events.extend(expunged.event);
+    Ok((result, events, expunged.released))
 }
 
 /// Moves every message of `source` into `target` keeping their UIDs (INBOX rename:
@@ -437,17 +595,29 @@ pub fn move_all(conn: &Connection, source: &Mailbox, target: &Mailbox) -> Result
     for r in &all {
         delta.add(r.summary.flags.system, r.summary.size, 1);
     }
-    update_mailbox(conn, target.id, &delta, Some(source.uidnext), Some(target.highest_modseq + 1))?;
-    conn.execute("UPDATE messages SET modseq = ?2 WHERE mailbox_id = ?1", params![target.id.0, (target.highest_modseq + 1) as i64])?;
+    update_mailbox(
+        conn,
+        target.id,
+        &delta,
+        Some(source.uidnext),
+        Some(target.highest_modseq + 1),
+    )?;
+    conn.execute(
+        "UPDATE messages SET modseq = ?2 WHERE mailbox_id = ?1",
+        params![target.id.0, (target.highest_modseq + 1) as i64],
+    )?;
     let appended = ChangeEvent {
         account: target.account,
         mailbox: target.id,
         modseq: target.highest_modseq + 1,
         kind: ChangeKind::Appended(all.iter().map(|r| r.summary.uid).collect()),
     };
-    let (_, released, expunged) = remove(conn, source, &all)?;
-    debug_assert!(released.is_empty(), "the target holds a reference to every blob");
-    Ok(std::iter::once(appended).chain(expunged).collect())
+    let expunged = remove(conn, source, &all)?;
+    debug_assert!(
+        expunged.released.is_empty(),
+        "the target holds a reference to every blob"
+    );
+    Ok(std::iter::once(appended).chain(expunged.event).collect())
 }
 
 /// Deletes every message of a mailbox (DELETE); returns blobs left unreferenced.
@@ -464,9 +634,13 @@ pub fn delete_all(conn: &Connection, mailbox: &Mailbox) -> Result<Vec<Removed>, 
 
 pub fn changes_since(conn: &Connection, mailbox: MailboxId, modseq: ModSeq) -> Result<Changes, StoreError> {
     let mut st = conn.prepare_cached(&format!("{SUMMARY} WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid"))?;
-    let changed = st.query_map(params![mailbox.0, modseq as i64], |r| summary_row(r).map(|r| r.summary))?.collect::<Result<_, _>>()?;
+    let changed = st
+        .query_map(params![mailbox.0, modseq as i64], |r| summary_row(r).map(|r| r.summary))?
+        .collect::<Result<_, _>>()?;
     let mut st = conn.prepare_cached("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid")?;
-    let vanished = st.query_map(params![mailbox.0, modseq as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let vanished = st
+        .query_map(params![mailbox.0, modseq as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(Changes { changed, vanished })
 }
 
@@ -489,7 +663,12 @@ fn fts_query(field: TextField, query: &str) -> Option<String> {
     Some(format!("{column} : ({})", words.join(" AND ")))
 }
 
-pub fn search_text(conn: &Connection, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>, StoreError> {
+pub fn search_text(
+    conn: &Connection,
+    mailbox: MailboxId,
+    field: TextField,
+    query: &str,
+) -> Result<Vec<Uid>, StoreError> {
     let Some(q) = fts_query(field, query) else {
         // Nothing to look for matches everything, as an empty substring would.
         return Ok(list(conn, mailbox)?.into_iter().map(|m| m.uid).collect());
@@ -498,6 +677,8 @@ pub fn search_text(conn: &Connection, mailbox: MailboxId, field: TextField, quer
         "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1
            AND m.blob_id IN (SELECT rowid FROM idx.fts WHERE fts MATCH ?2) ORDER BY m.uid",
     )?;
-    let uids = st.query_map(params![mailbox.0, q], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let uids = st
+        .query_map(params![mailbox.0, q], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(uids)
 }

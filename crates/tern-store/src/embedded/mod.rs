@@ -85,7 +85,15 @@ impl EmbeddedStore {
         let bus = ChangeBus::new();
         let writer = Writer::start(&db, blobs.clone(), bus.clone(), indexer.clone())?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner { db, owners: Mutex::default(), writer, indexer, readers: Mutex::new(vec![conn]), blobs, bus }),
+            inner: Arc::new(Inner {
+                db,
+                owners: Mutex::default(),
+                writer,
+                indexer,
+                readers: Mutex::new(vec![conn]),
+                blobs,
+                bus,
+            }),
         })
     }
 
@@ -129,7 +137,18 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<(T, Vec<ChangeEvent>)> + Send + 'static,
     {
-        self.write(move |c| f(c).map(|(v, events)| (v, Effects { events, ..Default::default() }))).await
+        self.write(move |c| {
+            f(c).map(|(v, events)| {
+                (
+                    v,
+                    Effects {
+                        events,
+                        ..Default::default()
+                    },
+                )
+            })
+        })
+        .await
     }
 
     /// Runs a check on SQLite's own consistency (PRAGMA integrity_check); `Ok` holds its
@@ -148,7 +167,8 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn create_domain(&self, name: &str) -> Result<Domain> {
         let name = name.to_string();
-        self.write_events(move |c| Ok((accounts::create_domain(c, &name)?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::create_domain(c, &name)?, Vec::new())))
+            .await
     }
 
     async fn domains(&self) -> Result<Vec<Domain>> {
@@ -162,12 +182,14 @@ impl Store for EmbeddedStore {
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
         let name = name.to_string();
-        self.write_events(move |c| Ok((accounts::delete_domain(c, &name)?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::delete_domain(c, &name)?, Vec::new())))
+            .await
     }
 
     async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> Result<()> {
         let (domain, target) = (domain.to_string(), target.map(str::to_string));
-        self.write_events(move |c| Ok((accounts::set_catch_all(c, &domain, target.as_deref())?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::set_catch_all(c, &domain, target.as_deref())?, Vec::new())))
+            .await
     }
 
     async fn create_account(&self, account: NewAccount) -> Result<Account> {
@@ -175,7 +197,12 @@ impl Store for EmbeddedStore {
             let (a, boxes) = accounts::create_account(c, &account)?;
             let events = boxes
                 .iter()
-                .map(|m| ChangeEvent { account: a.id, mailbox: m.id, modseq: m.highest_modseq, kind: ChangeKind::MailboxCreated { name: m.name.clone() } })
+                .map(|m| ChangeEvent {
+                    account: a.id,
+                    mailbox: m.id,
+                    modseq: m.highest_modseq,
+                    kind: ChangeKind::MailboxCreated { name: m.name.clone() },
+                })
                 .collect();
             Ok((a, events))
         })
@@ -184,7 +211,8 @@ impl Store for EmbeddedStore {
 
     async fn account(&self, address: &str) -> Result<Account> {
         let address = address.to_string();
-        self.read(move |c| accounts::account(c, accounts::account_id(c, &address)?)).await
+        self.read(move |c| accounts::account(c, accounts::account_id(c, &address)?))
+            .await
     }
 
     async fn account_by_id(&self, id: AccountId) -> Result<Account> {
@@ -198,19 +226,31 @@ impl Store for EmbeddedStore {
 
     async fn set_password_hash(&self, address: &str, hash: &str) -> Result<()> {
         let (address, hash) = (address.to_string(), hash.to_string());
-        self.write_events(move |c| Ok((accounts::update_account(c, &address, "password_hash", hash.into())?, Vec::new()))).await
+        self.write_events(move |c| {
+            Ok((
+                accounts::update_account(c, &address, "password_hash", hash.into())?,
+                Vec::new(),
+            ))
+        })
+        .await
     }
 
     async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()> {
         let address = address.to_string();
-        self.write_events(move |c| Ok((accounts::update_account(c, &address, "enabled", i64::from(enabled).into())?, Vec::new())))
-            .await
+        self.write_events(move |c| {
+            Ok((
+                accounts::update_account(c, &address, "enabled", i64::from(enabled).into())?,
+                Vec::new(),
+            ))
+        })
+        .await
     }
 
     async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {
         let address = address.to_string();
         let value = quota.map_or(rusqlite::types::Value::Null, |q| (q as i64).into());
-        self.write_events(move |c| Ok((accounts::update_account(c, &address, "quota", value)?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::update_account(c, &address, "quota", value)?, Vec::new())))
+            .await
     }
 
     async fn delete_account(&self, address: &str) -> Result<()> {
@@ -219,16 +259,30 @@ impl Store for EmbeddedStore {
             let (id, boxes, unreferenced) = accounts::delete_account(c, &address)?;
             let events = boxes
                 .iter()
-                .map(|m| ChangeEvent { account: id, mailbox: m.id, modseq: m.highest_modseq, kind: ChangeKind::MailboxDeleted { name: m.name.clone() } })
+                .map(|m| ChangeEvent {
+                    account: id,
+                    mailbox: m.id,
+                    modseq: m.highest_modseq,
+                    kind: ChangeKind::MailboxDeleted { name: m.name.clone() },
+                })
                 .collect();
-            Ok(((), Effects { events, unreferenced, removed_accounts: vec![id], ..Default::default() }))
+            Ok((
+                (),
+                Effects {
+                    events,
+                    unreferenced,
+                    removed_accounts: vec![id],
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }
 
     async fn create_alias(&self, address: &str, target: &str) -> Result<Alias> {
         let (address, target) = (address.to_string(), target.to_string());
-        self.write_events(move |c| Ok((accounts::create_alias(c, &address, &target)?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::create_alias(c, &address, &target)?, Vec::new())))
+            .await
     }
 
     async fn aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
@@ -238,7 +292,8 @@ impl Store for EmbeddedStore {
 
     async fn delete_alias(&self, address: &str) -> Result<()> {
         let address = address.to_string();
-        self.write_events(move |c| Ok((accounts::delete_alias(c, &address)?, Vec::new()))).await
+        self.write_events(move |c| Ok((accounts::delete_alias(c, &address)?, Vec::new())))
+            .await
     }
 
     async fn resolve_recipient(&self, address: &str) -> Result<Option<AccountId>> {
@@ -261,26 +316,36 @@ impl Store for EmbeddedStore {
 
     async fn create_mailbox(&self, account: AccountId, name: &str, special_use: Option<SpecialUse>) -> Result<Mailbox> {
         let name = name.to_string();
-        self.write_events(move |c| mailboxes::create(c, account, &name, special_use)).await
+        self.write_events(move |c| mailboxes::create(c, account, &name, special_use))
+            .await
     }
 
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
         let (from, to) = (from.to_string(), to.to_string());
-        self.write_events(move |c| Ok(((), mailboxes::rename(c, account, &from, &to)?))).await
+        self.write_events(move |c| Ok(((), mailboxes::rename(c, account, &from, &to)?)))
+            .await
     }
 
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = name.to_string();
         self.write(move |c| {
             let (events, unreferenced) = mailboxes::delete(c, account, &name)?;
-            Ok(((), Effects { events, unreferenced, ..Default::default() }))
+            Ok((
+                (),
+                Effects {
+                    events,
+                    unreferenced,
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }
 
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()> {
         let name = name.to_string();
-        self.write_events(move |c| Ok(((), mailboxes::set_subscribed(c, account, &name, subscribed)?))).await
+        self.write_events(move |c| Ok(((), mailboxes::set_subscribed(c, account, &name, subscribed)?)))
+            .await
     }
 
     async fn append(&self, mailbox: MailboxId, messages: Vec<NewMessage>) -> Result<Vec<Appended>> {
@@ -291,7 +356,9 @@ impl Store for EmbeddedStore {
         let account = match known {
             Some(a) => a,
             None => {
-                let a = self.read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account)).await?;
+                let a = self
+                    .read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account))
+                    .await?;
                 if let Ok(mut o) = self.inner.owners.lock() {
                     o.insert(mailbox, a);
                 }
@@ -316,7 +383,14 @@ impl Store for EmbeddedStore {
         self.write(move |c| {
             let mut prepared = prepared;
             let out = messages::append(c, &blobs, mailbox, &mut prepared)?;
-            Ok((out.appended, Effects { events: vec![out.event], index: out.index, ..Default::default() }))
+            Ok((
+                out.appended,
+                Effects {
+                    events: vec![out.event],
+                    index: out.index,
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }
@@ -337,27 +411,30 @@ impl Store for EmbeddedStore {
 
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let blobs = self.inner.blobs.clone();
-        self.read(move |c| {
-            match messages::body(c, mailbox, uid)? {
-                messages::Body::Inline(data) => Ok(data),
-                messages::Body::File(account, hash) => blobs.read(account, &hash),
-            }
+        self.read(move |c| match messages::body(c, mailbox, uid)? {
+            messages::Body::Inline(data) => Ok(data),
+            messages::Body::File(account, hash) => blobs.read(account, &hash),
         })
         .await
     }
 
     async fn message_file(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<PathBuf>> {
         let blobs = self.inner.blobs.clone();
-        self.read(move |c| {
-            match messages::body(c, mailbox, uid)? {
-                messages::Body::Inline(_) => Ok(None),
-                messages::Body::File(account, hash) => Ok(Some(blobs.path(account, &hash))),
-            }
+        self.read(move |c| match messages::body(c, mailbox, uid)? {
+            messages::Body::Inline(_) => Ok(None),
+            messages::Body::File(account, hash) => Ok(Some(blobs.path(account, &hash))),
         })
         .await
     }
 
-    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], op: FlagOp, flags: &Flags, unchanged_since: Option<ModSeq>) -> Result<FlagsUpdate> {
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<FlagsUpdate> {
         let (uids, flags) = (uids.to_vec(), flags.clone());
         self.write_events(move |c| {
             let (update, event) = messages::store_flags(c, mailbox, &uids, op, &flags, unchanged_since)?;
@@ -375,15 +452,29 @@ impl Store for EmbeddedStore {
         let uids = uids.to_vec();
         self.write(move |c| {
             let (result, events, unreferenced) = messages::move_messages(c, from, &uids, to)?;
-            Ok((result, Effects { events, unreferenced, ..Default::default() }))
+            Ok((
+                result,
+                Effects {
+                    events,
+                    unreferenced,
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }
 
     async fn expunge(&self, mailbox: MailboxId, which: Expunge) -> Result<Vec<Uid>> {
         self.write(move |c| {
-            let (uids, unreferenced, event) = messages::expunge(c, mailbox, &which)?;
-            Ok((uids, Effects { events: event.into_iter().collect(), unreferenced, ..Default::default() }))
+            let e = messages::expunge(c, mailbox, &which)?;
+            Ok((
+                e.uids,
+                Effects {
+                    events: e.event.into_iter().collect(),
+                    unreferenced: e.released,
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }
@@ -395,7 +486,8 @@ impl Store for EmbeddedStore {
     async fn search_text(&self, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>> {
         self.inner.indexer.caught_up().await;
         let query = query.to_string();
-        self.read(move |c| messages::search_text(c, mailbox, field, &query)).await
+        self.read(move |c| messages::search_text(c, mailbox, field, &query))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {

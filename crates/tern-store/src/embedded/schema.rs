@@ -145,7 +145,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !exists {
         tx.execute_batch(SCHEMA)?;
         let now = super::now() as i64;
-        tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('next_uidvalidity', ?2)", (SCHEMA_VERSION, now))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('next_uidvalidity', ?2)",
+            (SCHEMA_VERSION, now),
+        )?;
     } else {
         let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {

@@ -78,7 +78,8 @@ impl Writer {
         // checkpoints run on their own thread so commits never wait for them.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
         let wal_path = db.with_extension("db-wal");
-        let wal = File::open(&wal_path).map_err(|e| StoreError::io(format!("cannot open the WAL {}", wal_path.display()), e))?;
+        let wal = File::open(&wal_path)
+            .map_err(|e| StoreError::io(format!("cannot open the WAL {}", wal_path.display()), e))?;
         let checkpoint_conn = super::schema::connect(db)?;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -92,10 +93,20 @@ impl Writer {
         let stop = checkpoint_stop.clone();
         let threads = vec![
             spawn("tern-store-writer", Box::new(move || write_loop(conn, rx, sync_tx)))?,
-            spawn("tern-store-sync", Box::new(move || sync_loop(wal, sync_rx, blobs, bus, indexer)))?,
-            spawn("tern-store-checkpoint", Box::new(move || checkpoint_loop(checkpoint_conn, &wal_path, stop)))?,
+            spawn(
+                "tern-store-sync",
+                Box::new(move || sync_loop(wal, sync_rx, blobs, bus, indexer)),
+            )?,
+            spawn(
+                "tern-store-checkpoint",
+                Box::new(move || checkpoint_loop(checkpoint_conn, &wal_path, stop)),
+            )?,
         ];
-        Ok(Writer { tx, threads: Mutex::new(threads), checkpoint_stop })
+        Ok(Writer {
+            tx,
+            threads: Mutex::new(threads),
+            checkpoint_stop,
+        })
     }
 
     /// Runs `f` in the write transaction. `f` returns its value and its effects; the
@@ -130,7 +141,11 @@ impl Writer {
             let _ = rx.await;
         }
         self.stop_checkpoints();
-        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 
@@ -268,7 +283,9 @@ fn checkpoint_loop(conn: Connection, wal: &Path, stop: Arc<(Mutex<bool>, Condvar
     let (lock, cvar) = &*stop;
     loop {
         let Ok(guard) = lock.lock() else { return };
-        let Ok((guard, _)) = cvar.wait_timeout(guard, CHECKPOINT_INTERVAL) else { return };
+        let Ok((guard, _)) = cvar.wait_timeout(guard, CHECKPOINT_INTERVAL) else {
+            return;
+        };
         let stopping = *guard;
         drop(guard);
         let oversized = std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);

@@ -11,25 +11,59 @@ pub async fn change_bus_announces_within_100ms(f: Fixture) {
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     let mut rx = f.store.subscribe();
     let started = Instant::now();
-    let a = f.store.append(inbox.id, vec![NewMessage::new("Subject: hi\r\n\r\nhi\r\n")]).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.expect("event within 100 ms").unwrap();
+    let a = f
+        .store
+        .append(inbox.id, vec![NewMessage::new("Subject: hi\r\n\r\nhi\r\n")])
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("event within 100 ms")
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!((e.account, e.mailbox, e.modseq), (alice, inbox.id, a[0].modseq));
     assert_eq!(e.kind, ChangeKind::Appended(vec![a[0].uid]));
-    f.store.store_flags(inbox.id, &[a[0].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.unwrap().unwrap();
+    f.store
+        .store_flags(inbox.id, &[a[0].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.kind, ChangeKind::FlagsChanged(vec![a[0].uid]));
-    f.store.expunge(inbox.id, tern_store::Expunge::Uids(vec![a[0].uid])).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.unwrap().unwrap();
+    f.store
+        .expunge(inbox.id, tern_store::Expunge::Uids(vec![a[0].uid]))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.kind, ChangeKind::Expunged(vec![a[0].uid]));
     f.store.create_mailbox(alice, "New", None).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.unwrap().unwrap();
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.kind, ChangeKind::MailboxCreated { name: "New".into() });
     f.store.rename_mailbox(alice, "New", "Newer").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.unwrap().unwrap();
-    assert_eq!(e.kind, ChangeKind::MailboxRenamed { from: "New".into(), to: "Newer".into() });
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.kind,
+        ChangeKind::MailboxRenamed {
+            from: "New".into(),
+            to: "Newer".into()
+        }
+    );
     f.store.delete_mailbox(alice, "Newer").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.unwrap().unwrap();
+    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.kind, ChangeKind::MailboxDeleted { name: "Newer".into() });
 }
 
@@ -50,7 +84,9 @@ pub async fn two_writers_and_a_reader(f: Fixture) {
                     let raw = format!("Subject: writer {w} message {i}\r\n\r\nbody {w}/{i}\r\n");
                     let a = s.append(inbox.id, vec![NewMessage::new(raw.clone())]).await.unwrap()[0];
                     if i % 3 == 0 {
-                        s.store_flags(inbox.id, &[a.uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None).await.unwrap();
+                        s.store_flags(inbox.id, &[a.uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
+                            .await
+                            .unwrap();
                     }
                     mine.push((a.uid, raw));
                 }
@@ -66,7 +102,10 @@ pub async fn two_writers_and_a_reader(f: Fixture) {
                 let m = s.mailbox_by_id(inbox.id).await.unwrap();
                 let list = s.messages(inbox.id).await.unwrap();
                 assert!(list.windows(2).all(|w| w[0].uid < w[1].uid));
-                assert!(list.len() >= m.messages as usize, "a later listing never has fewer messages");
+                assert!(
+                    list.len() >= m.messages as usize,
+                    "a later listing never has fewer messages"
+                );
                 listings += 1;
                 if list.len() == 2 * PER_WRITER {
                     return listings;

@@ -7,7 +7,10 @@ use super::{Fixture, with_alice};
 pub async fn new_account_has_special_folders(f: Fixture) {
     let alice = with_alice(&f).await;
     let boxes = f.store.mailboxes(alice).await.unwrap();
-    let mut got: Vec<_> = boxes.iter().map(|m| (m.name.as_str(), m.special_use, m.subscribed)).collect();
+    let mut got: Vec<_> = boxes
+        .iter()
+        .map(|m| (m.name.as_str(), m.special_use, m.subscribed))
+        .collect();
     got.sort();
     assert_eq!(
         got,
@@ -29,14 +32,27 @@ pub async fn new_account_has_special_folders(f: Fixture) {
 
 pub async fn create_makes_parents(f: Fixture) {
     let alice = with_alice(&f).await;
-    let m = f.store.create_mailbox(alice, "Projects/2026/Größe", Some(SpecialUse::Flagged)).await.unwrap();
+    let m = f
+        .store
+        .create_mailbox(alice, "Projects/2026/Größe", Some(SpecialUse::Flagged))
+        .await
+        .unwrap();
     assert_eq!(m.name, "Projects/2026/Größe");
     assert_eq!(m.special_use, Some(SpecialUse::Flagged));
     f.store.mailbox(alice, "Projects").await.unwrap();
     f.store.mailbox(alice, "Projects/2026").await.unwrap();
-    assert!(matches!(f.store.create_mailbox(alice, "Projects", None).await, Err(StoreError::MailboxExists(_))));
-    assert!(matches!(f.store.create_mailbox(alice, "INBOX", None).await, Err(StoreError::MailboxExists(_))));
-    assert!(matches!(f.store.create_mailbox(alice, "a//b", None).await, Err(StoreError::InvalidMailboxName(_))));
+    assert!(matches!(
+        f.store.create_mailbox(alice, "Projects", None).await,
+        Err(StoreError::MailboxExists(_))
+    ));
+    assert!(matches!(
+        f.store.create_mailbox(alice, "INBOX", None).await,
+        Err(StoreError::MailboxExists(_))
+    ));
+    assert!(matches!(
+        f.store.create_mailbox(alice, "a//b", None).await,
+        Err(StoreError::InvalidMailboxName(_))
+    ));
 }
 
 pub async fn rename_moves_children(f: Fixture) {
@@ -44,22 +60,43 @@ pub async fn rename_moves_children(f: Fixture) {
     let parent = f.store.create_mailbox(alice, "Work", None).await.unwrap();
     f.store.create_mailbox(alice, "Work/Reports", None).await.unwrap();
     f.store.create_mailbox(alice, "Workshop", None).await.unwrap();
-    f.store.append(parent.id, vec![NewMessage::new("Subject: x\r\n\r\nbody\r\n")]).await.unwrap();
+    f.store
+        .append(parent.id, vec![NewMessage::new("Subject: x\r\n\r\nbody\r\n")])
+        .await
+        .unwrap();
     f.store.rename_mailbox(alice, "Work", "Archive/Work").await.unwrap();
     let renamed = f.store.mailbox(alice, "Archive/Work").await.unwrap();
-    assert_eq!((renamed.id, renamed.uidvalidity, renamed.messages), (parent.id, parent.uidvalidity, 1));
+    assert_eq!(
+        (renamed.id, renamed.uidvalidity, renamed.messages),
+        (parent.id, parent.uidvalidity, 1)
+    );
     f.store.mailbox(alice, "Archive/Work/Reports").await.unwrap();
     f.store.mailbox(alice, "Workshop").await.unwrap();
-    assert!(matches!(f.store.mailbox(alice, "Work").await, Err(StoreError::NoSuchMailbox(_))));
-    assert!(matches!(f.store.rename_mailbox(alice, "Workshop", "Archive").await, Err(StoreError::MailboxExists(_))));
-    assert!(matches!(f.store.rename_mailbox(alice, "Archive", "Archive/Inner").await, Err(StoreError::InvalidMailboxName(_))));
+    assert!(matches!(
+        f.store.mailbox(alice, "Work").await,
+        Err(StoreError::NoSuchMailbox(_))
+    ));
+    assert!(matches!(
+        f.store.rename_mailbox(alice, "Workshop", "Archive").await,
+        Err(StoreError::MailboxExists(_))
+    ));
+    assert!(matches!(
+        f.store.rename_mailbox(alice, "Archive", "Archive/Inner").await,
+        Err(StoreError::InvalidMailboxName(_))
+    ));
 }
 
 pub async fn rename_inbox_moves_messages(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     let raw = b"Subject: old mail\r\n\r\nkeep me\r\n".to_vec();
-    f.store.append(inbox.id, vec![NewMessage::new(raw.clone()), NewMessage::new(raw.clone())]).await.unwrap();
+    f.store
+        .append(
+            inbox.id,
+            vec![NewMessage::new(raw.clone()), NewMessage::new(raw.clone())],
+        )
+        .await
+        .unwrap();
     f.store.rename_mailbox(alice, "INBOX", "Old Inbox").await.unwrap();
     let inbox_after = f.store.mailbox(alice, "INBOX").await.unwrap();
     assert_eq!(inbox_after.messages, 0);
@@ -78,14 +115,26 @@ pub async fn rename_inbox_moves_messages(f: Fixture) {
 
 pub async fn delete_rules(f: Fixture) {
     let alice = with_alice(&f).await;
-    assert!(matches!(f.store.delete_mailbox(alice, "INBOX").await, Err(StoreError::ProtectedMailbox(..))));
+    assert!(matches!(
+        f.store.delete_mailbox(alice, "INBOX").await,
+        Err(StoreError::ProtectedMailbox(..))
+    ));
     f.store.create_mailbox(alice, "A/B", None).await.unwrap();
-    assert!(matches!(f.store.delete_mailbox(alice, "A").await, Err(StoreError::HasChildren(_))));
+    assert!(matches!(
+        f.store.delete_mailbox(alice, "A").await,
+        Err(StoreError::HasChildren(_))
+    ));
     let b = f.store.mailbox(alice, "A/B").await.unwrap();
-    f.store.append(b.id, vec![NewMessage::new("Subject: b\r\n\r\nb\r\n")]).await.unwrap();
+    f.store
+        .append(b.id, vec![NewMessage::new("Subject: b\r\n\r\nb\r\n")])
+        .await
+        .unwrap();
     f.store.delete_mailbox(alice, "A/B").await.unwrap();
     f.store.delete_mailbox(alice, "A").await.unwrap();
-    assert!(matches!(f.store.delete_mailbox(alice, "A").await, Err(StoreError::NoSuchMailbox(_))));
+    assert!(matches!(
+        f.store.delete_mailbox(alice, "A").await,
+        Err(StoreError::NoSuchMailbox(_))
+    ));
     assert_eq!(f.store.account_by_id(alice).await.unwrap().used, 0);
 }
 

@@ -21,14 +21,20 @@ pub struct Fixture {
 pub fn embedded() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
-    Fixture { store: Arc::new(store), _dir: dir }
+    Fixture {
+        store: Arc::new(store),
+        _dir: dir,
+    }
 }
 
 /// A store with domain example.test and account alice@example.test.
 pub async fn with_alice(f: &Fixture) -> AccountId {
     f.store.create_domain("example.test").await.unwrap();
     f.store
-        .create_account(NewAccount { address: "alice@example.test".into(), ..Default::default() })
+        .create_account(NewAccount {
+            address: "alice@example.test".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .id

@@ -7,7 +7,9 @@ use tern_testkit::corpus;
 use super::{Fixture, with_alice};
 
 fn msg(subject: &str, body: &str) -> NewMessage {
-    NewMessage::new(format!("From: Bob <bob@example.org>\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n"))
+    NewMessage::new(format!(
+        "From: Bob <bob@example.org>\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n"
+    ))
 }
 
 pub async fn append_is_byte_exact(f: Fixture) {
@@ -22,7 +24,11 @@ pub async fn append_is_byte_exact(f: Fixture) {
     samples.extend(corpus::messages(7, 20, 4096));
     // Large bodies take another path in some backends (files instead of rows).
     samples.extend(corpus::messages(8, 2, 700_000));
-    let appended = f.store.append(inbox.id, samples.iter().cloned().map(NewMessage::new).collect()).await.unwrap();
+    let appended = f
+        .store
+        .append(inbox.id, samples.iter().cloned().map(NewMessage::new).collect())
+        .await
+        .unwrap();
     for (a, raw) in appended.iter().zip(&samples) {
         assert_eq!(&f.store.read_message(inbox.id, a.uid).await.unwrap(), raw);
         let path = f.store.message_file(inbox.id, a.uid).await.unwrap();
@@ -33,7 +39,10 @@ pub async fn append_is_byte_exact(f: Fixture) {
     let m = f.store.mailbox_by_id(inbox.id).await.unwrap();
     assert_eq!(m.messages as usize, samples.len());
     assert_eq!(m.size, samples.iter().map(|s| s.len() as u64).sum::<u64>());
-    assert!(matches!(f.store.append(inbox.id, vec![NewMessage::new(Vec::new())]).await, Err(StoreError::EmptyMessage)));
+    assert!(matches!(
+        f.store.append(inbox.id, vec![NewMessage::new(Vec::new())]).await,
+        Err(StoreError::EmptyMessage)
+    ));
 }
 
 pub async fn append_keeps_flags_and_dates(f: Fixture) {
@@ -55,7 +64,10 @@ pub async fn append_keeps_flags_and_dates(f: Fixture) {
 pub async fn multiappend_is_atomic(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let r = f.store.append(inbox.id, vec![msg("a", "a"), NewMessage::new(Vec::new())]).await;
+    let r = f
+        .store
+        .append(inbox.id, vec![msg("a", "a"), NewMessage::new(Vec::new())])
+        .await;
     assert!(r.is_err());
     let m = f.store.mailbox_by_id(inbox.id).await.unwrap();
     assert_eq!((m.messages, m.uidnext), (0, 1), "a failed multiappend leaves no trace");
@@ -67,12 +79,25 @@ pub async fn uids_and_modseqs_increase(f: Fixture) {
     let mut last_uid = 0;
     let mut last_modseq = inbox.highest_modseq;
     for i in 0..5 {
-        let a = f.store.append(inbox.id, vec![msg(&format!("m{i}"), "x")]).await.unwrap()[0];
+        let a = f
+            .store
+            .append(inbox.id, vec![msg(&format!("m{i}"), "x")])
+            .await
+            .unwrap()[0];
         assert!(a.uid > last_uid && a.modseq > last_modseq);
         assert_eq!(a.uidvalidity, inbox.uidvalidity);
         (last_uid, last_modseq) = (a.uid, a.modseq);
     }
-    f.store.store_flags(inbox.id, &[last_uid], FlagOp::Add, &Flags::from_names(["\\Deleted"]), None).await.unwrap();
+    f.store
+        .store_flags(
+            inbox.id,
+            &[last_uid],
+            FlagOp::Add,
+            &Flags::from_names(["\\Deleted"]),
+            None,
+        )
+        .await
+        .unwrap();
     f.store.expunge(inbox.id, Expunge::AllDeleted).await.unwrap();
     let a = f.store.append(inbox.id, vec![msg("after", "x")]).await.unwrap()[0];
     assert_eq!(a.uid, last_uid + 1, "an expunged UID is never reused");
@@ -82,14 +107,40 @@ pub async fn uids_and_modseqs_increase(f: Fixture) {
 pub async fn flags_operations(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let a = f.store.append(inbox.id, vec![msg("1", "x"), msg("2", "x"), msg("3", "x")]).await.unwrap();
+    let a = f
+        .store
+        .append(inbox.id, vec![msg("1", "x"), msg("2", "x"), msg("3", "x")])
+        .await
+        .unwrap();
     let uids: Vec<_> = a.iter().map(|a| a.uid).collect();
-    let u = f.store.store_flags(inbox.id, &uids[..2], FlagOp::Add, &Flags::from_names(["\\Seen", "Todo"]), None).await.unwrap();
+    let u = f
+        .store
+        .store_flags(
+            inbox.id,
+            &uids[..2],
+            FlagOp::Add,
+            &Flags::from_names(["\\Seen", "Todo"]),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(u.updated.len(), 2);
     assert!(u.updated.iter().all(|(_, fl, _)| fl.names() == ["\\Seen", "Todo"]));
     assert_eq!(f.store.mailbox_by_id(inbox.id).await.unwrap().unseen, 1);
-    f.store.store_flags(inbox.id, &uids[..1], FlagOp::Remove, &Flags::from_names(["todo"]), None).await.unwrap();
-    f.store.store_flags(inbox.id, &uids[2..], FlagOp::Replace, &Flags::from_names(["\\Deleted", "\\Draft"]), None).await.unwrap();
+    f.store
+        .store_flags(inbox.id, &uids[..1], FlagOp::Remove, &Flags::from_names(["todo"]), None)
+        .await
+        .unwrap();
+    f.store
+        .store_flags(
+            inbox.id,
+            &uids[2..],
+            FlagOp::Replace,
+            &Flags::from_names(["\\Deleted", "\\Draft"]),
+            None,
+        )
+        .await
+        .unwrap();
     let all = f.store.messages(inbox.id).await.unwrap();
     assert_eq!(all[0].flags.names(), ["\\Seen"]);
     assert_eq!(all[1].flags.names(), ["\\Seen", "Todo"]);
@@ -98,22 +149,48 @@ pub async fn flags_operations(f: Fixture) {
     assert_eq!((m.unseen, m.deleted), (1, 1));
     // A no-op store changes no modseq.
     let before = m.highest_modseq;
-    f.store.store_flags(inbox.id, &uids[..1], FlagOp::Add, &Flags::from_names(["\\Seen"]), None).await.unwrap();
+    f.store
+        .store_flags(inbox.id, &uids[..1], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
+        .await
+        .unwrap();
     assert_eq!(f.store.mailbox_by_id(inbox.id).await.unwrap().highest_modseq, before);
     // Unknown UIDs are ignored.
-    let u = f.store.store_flags(inbox.id, &[999], FlagOp::Add, &Flags::from_names(["\\Seen"]), None).await.unwrap();
+    let u = f
+        .store
+        .store_flags(inbox.id, &[999], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
+        .await
+        .unwrap();
     assert!(u.updated.is_empty());
 }
 
 pub async fn unchangedsince_reports_modified(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let a = f.store.append(inbox.id, vec![msg("1", "x"), msg("2", "x")]).await.unwrap();
+    let a = f
+        .store
+        .append(inbox.id, vec![msg("1", "x"), msg("2", "x")])
+        .await
+        .unwrap();
     let base = a[1].modseq;
-    f.store.store_flags(inbox.id, &[a[0].uid], FlagOp::Add, &Flags::from_names(["\\Flagged"]), None).await.unwrap();
+    f.store
+        .store_flags(
+            inbox.id,
+            &[a[0].uid],
+            FlagOp::Add,
+            &Flags::from_names(["\\Flagged"]),
+            None,
+        )
+        .await
+        .unwrap();
     let u = f
         .store
-        .store_flags(inbox.id, &[a[0].uid, a[1].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), Some(base))
+        .store_flags(
+            inbox.id,
+            &[a[0].uid, a[1].uid],
+            FlagOp::Add,
+            &Flags::from_names(["\\Seen"]),
+            Some(base),
+        )
         .await
         .unwrap();
     assert_eq!(u.modified, [a[0].uid]);
@@ -136,8 +213,15 @@ pub async fn copy_and_move(f: Fixture) {
     let copied = &f.store.messages(archive.id).await.unwrap()[0];
     assert_eq!(copied.flags.names(), ["\\Seen", "Keep"]);
     assert_eq!(copied.internal_date, 1_500_000_000);
-    assert_eq!(f.store.read_message(archive.id, 1).await.unwrap(), f.store.read_message(inbox.id, a[0].uid).await.unwrap());
-    let mv = f.store.move_messages(inbox.id, &[a[1].uid, 12345], trash.id).await.unwrap();
+    assert_eq!(
+        f.store.read_message(archive.id, 1).await.unwrap(),
+        f.store.read_message(inbox.id, a[0].uid).await.unwrap()
+    );
+    let mv = f
+        .store
+        .move_messages(inbox.id, &[a[1].uid, 12345], trash.id)
+        .await
+        .unwrap();
     assert_eq!(mv.mapping, [(a[1].uid, 1)]);
     assert_eq!(f.store.mailbox_by_id(inbox.id).await.unwrap().messages, 1);
     assert_eq!(f.store.mailbox_by_id(trash.id).await.unwrap().messages, 1);
@@ -153,10 +237,25 @@ pub async fn failed_move_changes_nothing(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     f.store.append(inbox.id, vec![msg("stay", "x")]).await.unwrap();
-    let bob = f.store.create_account(NewAccount { address: "bob@example.test".into(), ..Default::default() }).await.unwrap();
+    let bob = f
+        .store
+        .create_account(NewAccount {
+            address: "bob@example.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let bobs_inbox = f.store.mailbox(bob.id, "INBOX").await.unwrap();
-    assert!(f.store.move_messages(inbox.id, &[1], bobs_inbox.id).await.is_err(), "no moves across accounts");
-    assert!(f.store.move_messages(inbox.id, &[1], tern_store::MailboxId(987654)).await.is_err());
+    assert!(
+        f.store.move_messages(inbox.id, &[1], bobs_inbox.id).await.is_err(),
+        "no moves across accounts"
+    );
+    assert!(
+        f.store
+            .move_messages(inbox.id, &[1], tern_store::MailboxId(987654))
+            .await
+            .is_err()
+    );
     assert_eq!(f.store.mailbox_by_id(inbox.id).await.unwrap().messages, 1);
     assert_eq!(f.store.messages(inbox.id).await.unwrap().len(), 1);
 }
@@ -164,32 +263,78 @@ pub async fn failed_move_changes_nothing(f: Fixture) {
 pub async fn expunge_variants(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let a = f.store.append(inbox.id, (0..6).map(|i| msg(&format!("e{i}"), "x")).collect()).await.unwrap();
+    let a = f
+        .store
+        .append(inbox.id, (0..6).map(|i| msg(&format!("e{i}"), "x")).collect())
+        .await
+        .unwrap();
     let uids: Vec<_> = a.iter().map(|a| a.uid).collect();
-    f.store.store_flags(inbox.id, &[uids[0], uids[1], uids[2]], FlagOp::Add, &Flags::from_names(["\\Deleted"]), None).await.unwrap();
+    f.store
+        .store_flags(
+            inbox.id,
+            &[uids[0], uids[1], uids[2]],
+            FlagOp::Add,
+            &Flags::from_names(["\\Deleted"]),
+            None,
+        )
+        .await
+        .unwrap();
     // UID EXPUNGE removes only deleted messages among the given ones.
-    assert_eq!(f.store.expunge(inbox.id, Expunge::DeletedAmong(vec![uids[1], uids[3]])).await.unwrap(), [uids[1]]);
-    assert_eq!(f.store.expunge(inbox.id, Expunge::AllDeleted).await.unwrap(), [uids[0], uids[2]]);
-    assert_eq!(f.store.expunge(inbox.id, Expunge::Uids(vec![uids[5]])).await.unwrap(), [uids[5]]);
+    assert_eq!(
+        f.store
+            .expunge(inbox.id, Expunge::DeletedAmong(vec![uids[1], uids[3]]))
+            .await
+            .unwrap(),
+        [uids[1]]
+    );
+    assert_eq!(
+        f.store.expunge(inbox.id, Expunge::AllDeleted).await.unwrap(),
+        [uids[0], uids[2]]
+    );
+    assert_eq!(
+        f.store.expunge(inbox.id, Expunge::Uids(vec![uids[5]])).await.unwrap(),
+        [uids[5]]
+    );
     assert!(f.store.expunge(inbox.id, Expunge::AllDeleted).await.unwrap().is_empty());
     let m = f.store.mailbox_by_id(inbox.id).await.unwrap();
     assert_eq!((m.messages, m.deleted, m.unseen), (2, 0, 2));
-    let left: Vec<_> = f.store.messages(inbox.id).await.unwrap().iter().map(|s| s.uid).collect();
+    let left: Vec<_> = f
+        .store
+        .messages(inbox.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.uid)
+        .collect();
     assert_eq!(left, [uids[3], uids[4]]);
 }
 
 pub async fn changes_since_reports_vanished(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let a = f.store.append(inbox.id, (0..4).map(|i| msg(&format!("c{i}"), "x")).collect()).await.unwrap();
+    let a = f
+        .store
+        .append(inbox.id, (0..4).map(|i| msg(&format!("c{i}"), "x")).collect())
+        .await
+        .unwrap();
     let since = f.store.mailbox_by_id(inbox.id).await.unwrap().highest_modseq;
-    f.store.store_flags(inbox.id, &[a[1].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None).await.unwrap();
+    f.store
+        .store_flags(inbox.id, &[a[1].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
+        .await
+        .unwrap();
     f.store.expunge(inbox.id, Expunge::Uids(vec![a[2].uid])).await.unwrap();
     f.store.append(inbox.id, vec![msg("new", "x")]).await.unwrap();
     let c = f.store.changes_since(inbox.id, since).await.unwrap();
-    assert_eq!(c.changed.iter().map(|s| s.uid).collect::<Vec<_>>(), [a[1].uid, a[3].uid + 1]);
+    assert_eq!(
+        c.changed.iter().map(|s| s.uid).collect::<Vec<_>>(),
+        [a[1].uid, a[3].uid + 1]
+    );
     assert_eq!(c.vanished, [a[2].uid]);
-    let none = f.store.changes_since(inbox.id, f.store.mailbox_by_id(inbox.id).await.unwrap().highest_modseq).await.unwrap();
+    let none = f
+        .store
+        .changes_since(inbox.id, f.store.mailbox_by_id(inbox.id).await.unwrap().highest_modseq)
+        .await
+        .unwrap();
     assert!(none.changed.is_empty() && none.vanished.is_empty());
 }
 
@@ -206,9 +351,14 @@ pub async fn metadata_is_stored(f: Fixture) {
     assert_eq!(m.sent_date, Some(1_795_420_800));
     assert_eq!(m.envelope.date.as_deref(), Some("Mon, 23 Nov 2026 08:00:00 +0000"));
     assert!(m.has_attachments);
-    let PartChildren::Multipart(parts) = &m.body.children else { panic!("multipart expected") };
+    let PartChildren::Multipart(parts) = &m.body.children else {
+        panic!("multipart expected")
+    };
     assert_eq!(parts[1].params, [("name".to_string(), "q3.bin".to_string())]);
-    assert_eq!(&raw.as_bytes()[parts[1].body_offset as usize..parts[1].end_offset as usize], b"AAEC");
+    assert_eq!(
+        &raw.as_bytes()[parts[1].body_offset as usize..parts[1].end_offset as usize],
+        b"AAEC"
+    );
 }
 
 pub async fn broken_mime_is_stored(f: Fixture) {
@@ -219,7 +369,11 @@ pub async fn broken_mime_is_stored(f: Fixture) {
         b"\xff\xfe\x00garbage without any header",
         b"Subject: =?x-unknown?B?!!!?=\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@not base64@@@\r\n",
     ];
-    let a = f.store.append(inbox.id, broken.iter().map(|b| NewMessage::new(*b)).collect()).await.unwrap();
+    let a = f
+        .store
+        .append(inbox.id, broken.iter().map(|b| NewMessage::new(*b)).collect())
+        .await
+        .unwrap();
     for (a, raw) in a.iter().zip(&broken) {
         assert_eq!(&f.store.read_message(inbox.id, a.uid).await.unwrap()[..], *raw);
         assert_eq!(f.store.metadata(inbox.id, &[a.uid]).await.unwrap().len(), 1);
@@ -229,10 +383,19 @@ pub async fn broken_mime_is_stored(f: Fixture) {
 pub async fn full_text_search(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
-    let html = NewMessage::new("Subject: newsletter\r\nContent-Type: text/html\r\n\r\n<p>Big <b>Überraschung</b> inside</p>\r\n");
+    let html = NewMessage::new(
+        "Subject: newsletter\r\nContent-Type: text/html\r\n\r\n<p>Big <b>Überraschung</b> inside</p>\r\n",
+    );
     let a = f
         .store
-        .append(inbox.id, vec![msg("Budget meeting", "Please bring the spreadsheet."), msg("Lunch", "Pizza at noon?"), html])
+        .append(
+            inbox.id,
+            vec![
+                msg("Budget meeting", "Please bring the spreadsheet."),
+                msg("Lunch", "Pizza at noon?"),
+                html,
+            ],
+        )
         .await
         .unwrap();
     let search = |field, q: &'static str| {
@@ -240,13 +403,28 @@ pub async fn full_text_search(f: Fixture) {
         async move { s.search_text(inbox.id, field, q).await.unwrap() }
     };
     assert_eq!(search(TextField::Text, "spreadsheet").await, [a[0].uid]);
-    assert_eq!(search(TextField::Text, "SPREAD").await, [a[0].uid], "prefixes and case-insensitive");
+    assert_eq!(
+        search(TextField::Text, "SPREAD").await,
+        [a[0].uid],
+        "prefixes and case-insensitive"
+    );
     assert_eq!(search(TextField::Headers, "budget").await, [a[0].uid]);
     assert!(search(TextField::Body, "budget").await.is_empty());
     assert_eq!(search(TextField::Body, "pizza noon").await, [a[1].uid]);
-    assert!(search(TextField::Body, "pizza spreadsheet").await.is_empty(), "every word must match");
-    assert_eq!(search(TextField::Body, "uberraschung").await, [a[2].uid], "HTML text and diacritics");
-    assert_eq!(search(TextField::Text, "\"quoted\" AND OR NEAR(").await.len(), 0, "FTS syntax is literal");
+    assert!(
+        search(TextField::Body, "pizza spreadsheet").await.is_empty(),
+        "every word must match"
+    );
+    assert_eq!(
+        search(TextField::Body, "uberraschung").await,
+        [a[2].uid],
+        "HTML text and diacritics"
+    );
+    assert_eq!(
+        search(TextField::Text, "\"quoted\" AND OR NEAR(").await.len(),
+        0,
+        "FTS syntax is literal"
+    );
     f.store.expunge(inbox.id, Expunge::Uids(vec![a[0].uid])).await.unwrap();
     assert!(search(TextField::Text, "spreadsheet").await.is_empty());
 }
@@ -255,13 +433,27 @@ pub async fn quota_is_enforced(f: Fixture) {
     f.store.create_domain("example.test").await.unwrap();
     let acct = f
         .store
-        .create_account(NewAccount { address: "small@example.test".into(), quota: Some(1000), ..Default::default() })
+        .create_account(NewAccount {
+            address: "small@example.test".into(),
+            quota: Some(1000),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let inbox = f.store.mailbox(acct.id, "INBOX").await.unwrap();
-    f.store.append(inbox.id, vec![NewMessage::new(vec![b'a'; 600])]).await.unwrap();
-    let err = f.store.append(inbox.id, vec![NewMessage::new(vec![b'b'; 600])]).await.unwrap_err();
-    assert!(matches!(err, StoreError::QuotaExceeded { used: 600, limit: 1000 }), "{err}");
+    f.store
+        .append(inbox.id, vec![NewMessage::new(vec![b'a'; 600])])
+        .await
+        .unwrap();
+    let err = f
+        .store
+        .append(inbox.id, vec![NewMessage::new(vec![b'b'; 600])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::QuotaExceeded { used: 600, limit: 1000 }),
+        "{err}"
+    );
     let sent = f.store.mailbox(acct.id, "Sent").await.unwrap();
     assert!(f.store.copy(inbox.id, &[1], sent.id).await.is_err());
     assert_eq!(f.store.account_by_id(acct.id).await.unwrap().used, 600);
@@ -271,11 +463,21 @@ pub async fn delete_account_removes_mail(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     f.store.append(inbox.id, vec![msg("bye", "x")]).await.unwrap();
-    f.store.create_alias("al@example.test", "alice@example.test").await.unwrap();
+    f.store
+        .create_alias("al@example.test", "alice@example.test")
+        .await
+        .unwrap();
     f.store.delete_account("alice@example.test").await.unwrap();
     assert!(f.store.mailbox_by_id(inbox.id).await.is_err());
     assert!(f.store.aliases(None).await.unwrap().is_empty());
     // The address is free again and starts empty.
-    let again = f.store.create_account(NewAccount { address: "alice@example.test".into(), ..Default::default() }).await.unwrap();
+    let again = f
+        .store
+        .create_account(NewAccount {
+            address: "alice@example.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(f.store.mailbox(again.id, "INBOX").await.unwrap().messages, 0);
 }

@@ -26,7 +26,14 @@ pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
             }
             let rows: Vec<Vec<String>> = domains
                 .iter()
-                .map(|d| vec![d.name.clone(), d.accounts.to_string(), d.aliases.to_string(), d.catch_all.clone().unwrap_or_else(|| "-".into())])
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.accounts.to_string(),
+                        d.aliases.to_string(),
+                        d.catch_all.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
                 .collect();
             print_table(&["DOMAIN", "ACCOUNTS", "ALIASES", "CATCH-ALL"], &rows);
         }
@@ -60,10 +67,20 @@ fn new_password(from_stdin: bool) -> Result<(String, Option<String>)> {
 pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
     let store = data.open_store()?;
     match cmd {
-        UserCommand::Add { email, name, quota, password_stdin } => {
+        UserCommand::Add {
+            email,
+            name,
+            quota,
+            password_stdin,
+        } => {
             let (hash, shown) = new_password(password_stdin)?;
             let a = store
-                .create_account(NewAccount { address: email, display_name: name, password_hash: Some(hash), quota: quota.and_then(|q| q.0) })
+                .create_account(NewAccount {
+                    address: email,
+                    display_name: name,
+                    password_hash: Some(hash),
+                    quota: quota.and_then(|q| q.0),
+                })
                 .await?;
             println!("Created {}.", a.address);
             if let Some(p) = shown {
@@ -108,12 +125,19 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
         }
         UserCommand::Quota { email, size } => {
             store.set_quota(&email, size.0).await?;
-            println!("Quota of {email}: {}.", size.0.map_or_else(|| "unlimited".into(), human_size));
+            println!(
+                "Quota of {email}: {}.",
+                size.0.map_or_else(|| "unlimited".into(), human_size)
+            );
         }
         UserCommand::Remove { email, yes } => {
             let a = store.account(&email).await?;
             if !yes {
-                bail!("this deletes {} and all its mail ({}); run again with --yes to confirm", a.address, human_size(a.used));
+                bail!(
+                    "this deletes {} and all its mail ({}); run again with --yes to confirm",
+                    a.address,
+                    human_size(a.used)
+                );
             }
             store.delete_account(&email).await?;
             println!("Removed {} and its mail.", a.address);
@@ -135,7 +159,10 @@ pub async fn alias(data: DataDir<'_>, cmd: AliasCommand) -> Result<()> {
             if json.json {
                 return print_json(&aliases);
             }
-            let rows: Vec<Vec<String>> = aliases.iter().map(|a| vec![a.address.clone(), a.target.clone()]).collect();
+            let rows: Vec<Vec<String>> = aliases
+                .iter()
+                .map(|a| vec![a.address.clone(), a.target.clone()])
+                .collect();
             print_table(&["ALIAS", "DELIVERS TO"], &rows);
         }
         AliasCommand::Remove { address } => {

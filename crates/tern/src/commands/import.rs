@@ -26,7 +26,13 @@ pub async fn run(data: DataDir<'_>, cmd: ImportCommand) -> Result<()> {
     };
     let account = store.account(&args.email).await?;
     let started = Instant::now();
-    let mut import = Import { store: &store, account: account.id, imported: Vec::new(), failed: Vec::new(), bytes: 0 };
+    let mut import = Import {
+        store: &store,
+        account: account.id,
+        imported: Vec::new(),
+        failed: Vec::new(),
+        bytes: 0,
+    };
     if kind == "maildir" {
         import.maildir(&args).await?;
     } else {
@@ -46,7 +52,10 @@ pub async fn run(data: DataDir<'_>, cmd: ImportCommand) -> Result<()> {
         for f in &import.failed {
             eprintln!("  not imported: {f}");
         }
-        bail!("{} message(s) could not be read (listed above); everything else was imported", import.failed.len());
+        bail!(
+            "{} message(s) could not be read (listed above); everything else was imported",
+            import.failed.len()
+        );
     }
     Ok(())
 }
@@ -83,7 +92,11 @@ fn bar(len: u64, bytes: bool) -> ProgressBar {
         "{spinner} {msg} [{bar:30}] {pos}/{len} messages ({per_sec}, ETA {eta})"
     };
     let pb = ProgressBar::new(len);
-    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     pb
 }
 
@@ -103,7 +116,10 @@ impl<S: Store> Import<'_, S> {
         }
         let n = batch.len();
         let bytes: usize = batch.iter().map(|m| m.raw.len()).sum();
-        self.store.append(mailbox, std::mem::take(batch)).await.with_context(|| format!("cannot store messages in {folder}"))?;
+        self.store
+            .append(mailbox, std::mem::take(batch))
+            .await
+            .with_context(|| format!("cannot store messages in {folder}"))?;
         self.bytes += bytes as u64;
         match self.imported.last_mut() {
             Some((f, count)) if f == folder => *count += n,
@@ -137,7 +153,11 @@ impl<S: Store> Import<'_, S> {
                 continue;
             }
             batch_bytes += m.raw.len();
-            batch.push(NewMessage { flags: flags_of(&m), internal_date: m.internal_date, raw: m.raw });
+            batch.push(NewMessage {
+                flags: flags_of(&m),
+                internal_date: m.internal_date,
+                raw: m.raw,
+            });
             if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
                 self.flush(mailbox, folder, &mut batch).await?;
                 batch_bytes = 0;

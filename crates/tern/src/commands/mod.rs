@@ -29,7 +29,8 @@ impl DataDir<'_> {
                 self.0.display()
             );
         }
-        EmbeddedStore::open(&self.store()).with_context(|| format!("cannot open the mail store in {}", self.store().display()))
+        EmbeddedStore::open(&self.store())
+            .with_context(|| format!("cannot open the mail store in {}", self.store().display()))
     }
 }
 
@@ -46,7 +47,9 @@ pub fn parse_quota(s: &str) -> Result<Quota, String> {
     }
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size; write e.g. 500MB, 2GB or unlimited"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 500MB, 2GB or unlimited"))?;
     let mult: u64 = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
         "" => 1,
         "k" => 1 << 10,
@@ -67,7 +70,11 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Reads one line from standard input as a password (for --password-stdin). The
@@ -78,10 +85,15 @@ pub fn password_from_stdin() -> Result<String> {
         eprint!("Password: ");
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
-        bail!("no password on standard input; pipe one in, e.g. `printf '%s' \"$PW\" | tern user add ... --password-stdin`");
+        bail!(
+            "no password on standard input; pipe one in, e.g. `printf '%s' \"$PW\" | tern user add ... --password-stdin`"
+        );
     }
     Ok(password)
 }

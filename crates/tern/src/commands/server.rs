@@ -23,7 +23,10 @@ fn init_logging(level: LogLevel) {
 fn load_config(data: &DataDir<'_>) -> Result<Config> {
     let path = data.config();
     if !path.exists() {
-        bail!("no configuration at {}; run `tern quickstart` or `tern init` first, or pass --data", path.display());
+        bail!(
+            "no configuration at {}; run `tern quickstart` or `tern init` first, or pass --data",
+            path.display()
+        );
     }
     Ok(Config::load(&path)?)
 }
@@ -37,13 +40,23 @@ fn write_config(data: &DataDir<'_>, config: &Config) -> Result<()> {
 pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
     let mut first_login = None;
     if data.config().exists() {
-        println!("Using the existing data folder {} (delete it to start afresh).", data.0.display());
+        println!(
+            "Using the existing data folder {} (delete it to start afresh).",
+            data.0.display()
+        );
         if args.port_offset != 0 {
-            println!("Note: --port-offset applies when the folder is created; the ports are in {}.", data.config().display());
+            println!(
+                "Note: --port-offset applies when the folder is created; the ports are in {}.",
+                data.config().display()
+            );
         }
     } else {
-        let domain = tern_store::normalise_domain(&args.domain)
-            .with_context(|| format!("{:?} is not a domain name; pass --domain like example.test", args.domain))?;
+        let domain = tern_store::normalise_domain(&args.domain).with_context(|| {
+            format!(
+                "{:?} is not a domain name; pass --domain like example.test",
+                args.domain
+            )
+        })?;
         let config = Config::quickstart(&format!("mail.{domain}"), args.port_offset)?;
         write_config(&data, &config)?;
         tern::tls::generate_self_signed(
@@ -88,9 +101,13 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
 
 pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     if data.config().exists() && !args.force {
-        bail!("{} already exists; pass --force to overwrite it", data.config().display());
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            data.config().display()
+        );
     }
-    let domain = tern_store::normalise_domain(&args.domain).with_context(|| format!("{:?} is not a domain name", args.domain))?;
+    let domain = tern_store::normalise_domain(&args.domain)
+        .with_context(|| format!("{:?} is not a domain name", args.domain))?;
     let config = Config::production(&args.hostname)?;
     write_config(&data, &config)?;
     let store = data.open_store()?;
@@ -99,11 +116,24 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     store.close().await?;
-    println!("Wrote {} for {} (mail domain {domain}).", data.config().display(), args.hostname);
+    println!(
+        "Wrote {} for {} (mail domain {domain}).",
+        data.config().display(),
+        args.hostname
+    );
     println!("Next:");
-    println!("  1. Put the TLS certificate chain at {}", config.tls.certificate_path(data.0).display());
-    println!("     and its private key at {}", config.tls.private_key_path(data.0).display());
-    println!("  2. Create accounts: tern --data {} user add someone@{domain}", data.0.display());
+    println!(
+        "  1. Put the TLS certificate chain at {}",
+        config.tls.certificate_path(data.0).display()
+    );
+    println!(
+        "     and its private key at {}",
+        config.tls.private_key_path(data.0).display()
+    );
+    println!(
+        "  2. Create accounts: tern --data {} user add someone@{domain}",
+        data.0.display()
+    );
     println!("  3. Start: tern --data {} serve", data.0.display());
     Ok(())
 }
@@ -119,7 +149,11 @@ pub async fn serve(data: DataDir<'_>) -> Result<()> {
 
 /// The table of what listens where.
 fn print_banner(data: &DataDir<'_>, running: &Running) {
-    println!("Tern {} is running with data folder {}.", env!("CARGO_PKG_VERSION"), data.0.display());
+    println!(
+        "Tern {} is running with data folder {}.",
+        env!("CARGO_PKG_VERSION"),
+        data.0.display()
+    );
     println!();
     let rows: Vec<Vec<String>> = running
         .states
@@ -129,7 +163,11 @@ fn print_banner(data: &DataDir<'_>, running: &Running) {
                 s.name.to_string(),
                 s.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 s.tls.to_string(),
-                if s.listening { "listening".into() } else { "configured; not served by this build yet".into() },
+                if s.listening {
+                    "listening".into()
+                } else {
+                    "configured; not served by this build yet".into()
+                },
             ]
         })
         .collect();
