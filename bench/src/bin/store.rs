@@ -174,6 +174,13 @@ fn main() {
     assert_eq!(listed, args.mailbox);
     println!("(Tern opening its store, before the mailbox: {store_open:.3}s)");
     let tern_bytes = disk_usage(&dir.path().join("store"));
+    let part = |f: &str| disk_usage(&dir.path().join("store").join(f)) as f64 / args.mailbox as f64;
+    println!(
+        "(Tern's bytes per message by file: tern.db {:.0}, index.db {:.0}, large-body files {:.0})",
+        part("tern.db"),
+        part("index.db"),
+        part("blobs")
+    );
 
     // Dovecot: APPEND fsyncs every message (about 8 ms each here), so filling 100,000
     // that way would take a quarter of an hour. The messages are written straight into
