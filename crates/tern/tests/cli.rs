@@ -147,6 +147,8 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
             & 0o777,
         0o600
     );
+    let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("store"), 0o700, "mail and password hashes are private");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = EmbeddedStore::open(&data.join("store")).unwrap();

@@ -74,6 +74,13 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io(format!("cannot create store folder {}", dir.display()), e))?;
+        // Mail and password hashes: only the user running Tern may read them.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::io(format!("cannot restrict access to {}", dir.display()), e))?;
+        }
         let db = dir.join("tern.db");
         let mut conn = schema::connect(&db)?;
         schema::migrate(&mut conn)?;
