@@ -2,7 +2,9 @@
 //! content-addressed files stored once per account and removed with their last
 //! message), and the full-text index in its own file, repaired on open.
 
-use tern_store::{EmbeddedStore, Expunge, NewAccount, NewMessage, Store};
+mod common;
+
+use tern_store::{EmbeddedStore, Expunge, NewMessage, Store};
 
 fn files_under(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -14,16 +16,7 @@ fn files_under(dir: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_bodies_are_deduplicated_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
-    store.create_domain("example.test").await.unwrap();
-    let a = store
-        .create_account(NewAccount {
-            address: "a@example.test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (dir, store, a) = common::store_with_account("a").await;
     let inbox = store.mailbox(a.id, "INBOX").await.unwrap();
     let archive = store.mailbox(a.id, "Archive").await.unwrap();
     let blobs = dir.path().join("store/blobs").join(a.id.0.to_string());
@@ -73,16 +66,7 @@ async fn large_bodies_are_deduplicated_files() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_an_account_removes_its_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
-    store.create_domain("example.test").await.unwrap();
-    let a = store
-        .create_account(NewAccount {
-            address: "a@example.test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (dir, store, a) = common::store_with_account("a").await;
     let inbox = store.mailbox(a.id, "INBOX").await.unwrap();
     store
         .append(
@@ -103,17 +87,8 @@ async fn deleting_an_account_removes_its_files() {
 /// indexes what it lacks.
 #[tokio::test(flavor = "multi_thread")]
 async fn full_text_index_is_repaired_on_open() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, store, a) = common::store_with_account("a").await;
     let path = dir.path().join("store");
-    let store = EmbeddedStore::open(&path).unwrap();
-    store.create_domain("example.test").await.unwrap();
-    let a = store
-        .create_account(NewAccount {
-            address: "a@example.test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     let inbox = store.mailbox(a.id, "INBOX").await.unwrap();
     let big = format!("Subject: big\r\n\r\nzeppelin {}\r\n", "filler ".repeat(50_000));
     store

@@ -2,12 +2,13 @@
 //! and are never reused within a UIDVALIDITY, HIGHESTMODSEQ strictly increases with
 //! every change, and the mailbox counters always match the messages present.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use tern_store::{
-    EmbeddedStore, Expunge, FlagOp, Flags, Mailbox, MessageSummary, NewAccount, NewMessage, Store, SystemFlags,
-};
+
+use tern_store::{Expunge, FlagOp, Flags, Mailbox, MessageSummary, NewMessage, Store, SystemFlags};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -59,16 +60,7 @@ fn check_counts(m: &Mailbox, list: &[MessageSummary]) {
 }
 
 async fn run(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
-    store.create_domain("example.test").await.unwrap();
-    let acct = store
-        .create_account(NewAccount {
-            address: "p@example.test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_dir, store, acct) = common::store_with_account("p").await;
     let inbox = store.mailbox(acct.id, "INBOX").await.unwrap();
     let other = store.mailbox(acct.id, "Archive").await.unwrap();
     let mut ever_assigned = BTreeSet::new();
