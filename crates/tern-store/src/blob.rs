@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{AccountId, StoreError};
 
-/// SHA-256 of a message's bytes.
+/// SHA-256 of a message's bytes: what identifies its content.
 pub type BlobHash = [u8; 32];
 
+/// The content hash of a message's bytes (SHA-256).
 pub fn hash(bytes: &[u8]) -> BlobHash {
     Sha256::digest(bytes).into()
 }

@@ -20,6 +20,7 @@ mod store;
 mod types;
 
 pub use address::{EmailAddress, normalise_domain};
+pub use blob::{BlobHash as ContentHash, hash as content_hash};
 pub use changes::{ChangeEvent, ChangeKind};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;

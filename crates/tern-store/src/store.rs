@@ -79,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     async fn messages_by_uid(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageSummary>>;
     /// The metadata derived at ingest (envelope, body structure, search fields).
     async fn metadata(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, MessageMetadata)>>;
+    /// The content hash ([`crate::content_hash`]) of every message, in UID order: lets
+    /// an import or migration that runs again recognise what it already brought in.
+    async fn content_hashes(&self, mailbox: MailboxId) -> Result<Vec<(Uid, crate::ContentHash)>>;
     /// The message's bytes, exactly as stored.
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
     /// The path of the file holding the message's bytes, for streaming large messages.

@@ -338,6 +338,11 @@ async fn maildir_tree_written_by_dovecot_imports_exactly() {
     assert!(out.contains("Imported 30 messages"), "{out}");
     check_against_appended(&snapshot(data.path(), ALICE).await, &appended, |f| f.to_owned());
 
+    // Again: nothing is added, and the two identical messages are still two.
+    let out = tern_ok(data.path(), &["import", "maildir", ALICE, maildir_arg], "");
+    assert!(out.contains("Imported 0 messages") && out.contains("Skipped 30"), "{out}");
+    check_against_appended(&snapshot(data.path(), ALICE).await, &appended, |f| f.to_owned());
+
     // With --folder the whole tree goes beneath that folder, INBOX becoming it.
     let out = tern_ok(
         data.path(),
@@ -481,6 +486,16 @@ async fn mbox_written_by_python_imports_exactly_into_the_named_folder() {
         assert_eq!(summary.flags.names(), Flags::from_names(want_flags).names(), "{what}");
         assert_eq!(summary.internal_date, want["date"].as_i64().expect("date"), "{what}");
     }
+
+    // Running the same import again (say, after an interruption) adds nothing.
+    let out = tern_ok(
+        data.path(),
+        &["import", "mbox", ALICE, path_arg, "--folder", "Old Mail"],
+        "",
+    );
+    assert!(out.contains("Imported 0 messages") && out.contains("Skipped 10"), "{out}");
+    let again = self::snapshot(data.path(), ALICE).await;
+    assert_eq!(again["Old Mail"].len(), 10);
 }
 
 // ------------------------------------------------------------------ Test C: errors
@@ -515,7 +530,7 @@ async fn failed_imports_name_the_account_or_path_and_create_nothing() {
     let mbox = export.path().join("export.mbox");
     std::fs::write(
         &mbox,
-        b"From alice@example.com Thu Jan  1 00:00:00 2026\nSubject: hi\n\nhello\n\n",
+        b"From alice@example.com Thu Jan  1 00:00:00 2026\nSubject: hi again\n\nhello\n\n",
     )
     .expect("write mbox");
     let maildir = maildir.to_str().expect("UTF-8 path");

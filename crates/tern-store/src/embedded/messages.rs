@@ -351,6 +351,21 @@ pub fn metadata(
         .collect()
 }
 
+pub fn content_hashes(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid, BlobHash)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT m.uid, b.hash FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?1 ORDER BY m.uid",
+    )?;
+    st.query_map([mailbox.0], |r| Ok((r.get::<_, Uid>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .map(|row| {
+            let (uid, hash) = row?;
+            let hash = hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("UID {uid} has a malformed content hash")))?;
+            Ok((uid, hash))
+        })
+        .collect()
+}
+
 /// Where a message's bytes are.
 pub enum Body {
     Inline(Vec<u8>),

@@ -416,6 +416,10 @@ impl Store for EmbeddedStore {
         self.read(move |c| messages::metadata(c, mailbox, &uids)).await
     }
 
+    async fn content_hashes(&self, mailbox: MailboxId) -> Result<Vec<(Uid, crate::ContentHash)>> {
+        self.read(move |c| messages::content_hashes(c, mailbox)).await
+    }
+
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let blobs = self.inner.blobs.clone();
         self.read(move |c| match messages::body(c, mailbox, uid)? {

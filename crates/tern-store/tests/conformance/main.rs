@@ -79,6 +79,7 @@ backends!(
     messages::metadata_is_stored,
     messages::broken_mime_is_stored,
     messages::full_text_search,
+    messages::content_hashes_identify_messages,
     messages::quota_is_enforced,
     messages::delete_account_removes_mail,
     concurrency::change_bus_announces_within_100ms,

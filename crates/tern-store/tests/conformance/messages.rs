@@ -481,3 +481,26 @@ pub async fn delete_account_removes_mail(f: Fixture) {
         .unwrap();
     assert_eq!(f.store.mailbox(again.id, "INBOX").await.unwrap().messages, 0);
 }
+
+pub async fn content_hashes_identify_messages(f: Fixture) {
+    let alice = with_alice(&f).await;
+    let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
+    let raws: Vec<Vec<u8>> = vec![
+        b"Subject: a\r\n\r\na\r\n".to_vec(),
+        b"Subject: b\r\n\r\nb\r\n".to_vec(),
+        b"Subject: a\r\n\r\na\r\n".to_vec(),
+    ];
+    let a = f
+        .store
+        .append(inbox.id, raws.iter().cloned().map(NewMessage::new).collect())
+        .await
+        .unwrap();
+    let hashes = f.store.content_hashes(inbox.id).await.unwrap();
+    let expected: Vec<_> = a
+        .iter()
+        .zip(&raws)
+        .map(|(a, r)| (a.uid, tern_store::content_hash(r)))
+        .collect();
+    assert_eq!(hashes, expected);
+    assert_eq!(hashes[0].1, hashes[2].1, "identical bytes, identical hash");
+}

@@ -2,13 +2,14 @@
 //! and dates, with a progress bar. Messages are appended in batches (each batch one
 //! atomic multi-append) so a large export goes in at group-commit speed.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use tern_migrate::export::{ExportError, ExportedMessage, Maildir, Mbox, maildir};
-use tern_store::{AccountId, Flags, MailboxId, NewMessage, Store, StoreError, SystemFlags};
+use tern_store::{AccountId, ContentHash, Flags, MailboxId, NewMessage, Store, StoreError, SystemFlags, content_hash};
 
 use super::{DataDir, human_size};
 use crate::cli::{ImportArgs, ImportCommand};
@@ -32,6 +33,7 @@ pub async fn run(data: DataDir<'_>, cmd: ImportCommand) -> Result<()> {
         imported: Vec::new(),
         failed: Vec::new(),
         bytes: 0,
+        already_there: 0,
     };
     if kind == "maildir" {
         import.maildir(&args).await?;
@@ -48,6 +50,12 @@ pub async fn run(data: DataDir<'_>, cmd: ImportCommand) -> Result<()> {
         started.elapsed().as_secs_f64(),
         per_folder.join(", ")
     );
+    if import.already_there > 0 {
+        println!(
+            "Skipped {} message(s) the folders already held (an earlier import).",
+            import.already_there
+        );
+    }
     if !import.failed.is_empty() {
         for f in &import.failed {
             eprintln!("  not imported: {f}");
@@ -67,6 +75,8 @@ struct Import<'a, S: Store> {
     imported: Vec<(String, usize)>,
     failed: Vec<String>,
     bytes: u64,
+    /// Messages skipped because the folder already held the same bytes.
+    already_there: usize,
 }
 
 fn flags_of(m: &ExportedMessage) -> Flags {
@@ -136,6 +146,13 @@ impl<S: Store> Import<'_, S> {
         mut progress: impl FnMut(&ExportedMessage),
     ) -> Result<()> {
         let mailbox = self.mailbox(folder).await?;
+        // Running an import again (after an interruption, say) must not duplicate what
+        // is already in the folder. Each identical message in the folder absorbs one
+        // occurrence in the export, so duplicates within the export stay duplicates.
+        let mut present: HashMap<ContentHash, usize> = HashMap::new();
+        for (_, hash) in self.store.content_hashes(mailbox).await? {
+            *present.entry(hash).or_default() += 1;
+        }
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         for item in source {
@@ -150,6 +167,13 @@ impl<S: Store> Import<'_, S> {
             progress(&m);
             if m.raw.is_empty() {
                 self.failed.push(format!("{}: the message is empty", m.source));
+                continue;
+            }
+            if let Some(n) = present.get_mut(&content_hash(&m.raw))
+                && *n > 0
+            {
+                *n -= 1;
+                self.already_there += 1;
                 continue;
             }
             batch_bytes += m.raw.len();
