@@ -340,7 +340,10 @@ async fn maildir_tree_written_by_dovecot_imports_exactly() {
 
     // Again: nothing is added, and the two identical messages are still two.
     let out = tern_ok(data.path(), &["import", "maildir", ALICE, maildir_arg], "");
-    assert!(out.contains("Imported 0 messages") && out.contains("Skipped 30"), "{out}");
+    assert!(
+        out.contains("Imported 0 messages") && out.contains("Skipped 30"),
+        "{out}"
+    );
     check_against_appended(&snapshot(data.path(), ALICE).await, &appended, |f| f.to_owned());
 
     // With --folder the whole tree goes beneath that folder, INBOX becoming it.
@@ -493,7 +496,10 @@ async fn mbox_written_by_python_imports_exactly_into_the_named_folder() {
         &["import", "mbox", ALICE, path_arg, "--folder", "Old Mail"],
         "",
     );
-    assert!(out.contains("Imported 0 messages") && out.contains("Skipped 10"), "{out}");
+    assert!(
+        out.contains("Imported 0 messages") && out.contains("Skipped 10"),
+        "{out}"
+    );
     let again = self::snapshot(data.path(), ALICE).await;
     assert_eq!(again["Old Mail"].len(), 10);
 }
