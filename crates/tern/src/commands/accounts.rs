@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use tern_store::{NewAccount, Store, password};
 
-use super::{DataDir, human_size, password_from_stdin, print_table};
+use super::{DataDir, human_size, password_from_stdin, print_table, with_store};
 use crate::cli::{AliasCommand, DomainCommand, UserCommand};
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -12,45 +12,46 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
-    let store = data.open_store()?;
-    match cmd {
-        DomainCommand::Add { domain } => {
-            let d = store.create_domain(&domain).await?;
-            println!("Added domain {}.", d.name);
-            println!("Next: `tern user add someone@{}` to create an account.", d.name);
-        }
-        DomainCommand::List(f) => {
-            let domains = store.domains().await?;
-            if f.json {
-                return print_json(&domains);
+    with_store(&data, |store| async move {
+        match cmd {
+            DomainCommand::Add { domain } => {
+                let d = store.create_domain(&domain).await?;
+                println!("Added domain {}.", d.name);
+                println!("Next: `tern user add someone@{}` to create an account.", d.name);
             }
-            let rows: Vec<Vec<String>> = domains
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.name.clone(),
-                        d.accounts.to_string(),
-                        d.aliases.to_string(),
-                        d.catch_all.clone().unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            print_table(&["DOMAIN", "ACCOUNTS", "ALIASES", "CATCH-ALL"], &rows);
-        }
-        DomainCommand::Remove { domain } => {
-            store.delete_domain(&domain).await?;
-            println!("Removed domain {domain}.");
-        }
-        DomainCommand::CatchAll { domain, target, off: _ } => {
-            store.set_catch_all(&domain, target.as_deref()).await?;
-            match target {
-                Some(t) => println!("Mail to unknown addresses at {domain} now goes to {t}."),
-                None => println!("Mail to unknown addresses at {domain} is refused again."),
+            DomainCommand::List(f) => {
+                let domains = store.domains().await?;
+                if f.json {
+                    return print_json(&domains);
+                }
+                let rows: Vec<Vec<String>> = domains
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.name.clone(),
+                            d.accounts.to_string(),
+                            d.aliases.to_string(),
+                            d.catch_all.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print_table(&["DOMAIN", "ACCOUNTS", "ALIASES", "CATCH-ALL"], &rows);
+            }
+            DomainCommand::Remove { domain } => {
+                store.delete_domain(&domain).await?;
+                println!("Removed domain {domain}.");
+            }
+            DomainCommand::CatchAll { domain, target, off: _ } => {
+                store.set_catch_all(&domain, target.as_deref()).await?;
+                match target {
+                    Some(t) => println!("Mail to unknown addresses at {domain} now goes to {t}."),
+                    None => println!("Mail to unknown addresses at {domain} is refused again."),
+                }
             }
         }
-    }
-    store.close().await?;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Hashes a password, or makes one up and returns it so it can be shown once.
@@ -65,111 +66,113 @@ fn new_password(from_stdin: bool) -> Result<(String, Option<String>)> {
 }
 
 pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
-    let store = data.open_store()?;
-    match cmd {
-        UserCommand::Add {
-            email,
-            name,
-            quota,
-            password_stdin,
-        } => {
-            let (hash, shown) = new_password(password_stdin)?;
-            let a = store
-                .create_account(NewAccount {
-                    address: email,
-                    display_name: name,
-                    password_hash: Some(hash),
-                    quota: quota.and_then(|q| q.0),
-                })
-                .await?;
-            println!("Created {}.", a.address);
-            if let Some(p) = shown {
-                println!("Password: {p}");
-                println!("(shown only now; change it with `tern user passwd {}`)", a.address);
+    with_store(&data, |store| async move {
+        match cmd {
+            UserCommand::Add {
+                email,
+                name,
+                quota,
+                password_stdin,
+            } => {
+                let (hash, shown) = new_password(password_stdin)?;
+                let a = store
+                    .create_account(NewAccount {
+                        address: email,
+                        display_name: name,
+                        password_hash: Some(hash),
+                        quota: quota.and_then(|q| q.0),
+                    })
+                    .await?;
+                println!("Created {}.", a.address);
+                if let Some(p) = shown {
+                    println!("Password: {p}");
+                    println!("(shown only now; change it with `tern user passwd {}`)", a.address);
+                }
             }
-        }
-        UserCommand::List { domain, json } => {
-            let accounts = store.accounts(domain.as_deref()).await?;
-            if json.json {
-                return print_json(&accounts);
+            UserCommand::List { domain, json } => {
+                let accounts = store.accounts(domain.as_deref()).await?;
+                if json.json {
+                    return print_json(&accounts);
+                }
+                let rows: Vec<Vec<String>> = accounts
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.address.clone(),
+                            a.display_name.clone().unwrap_or_default(),
+                            if a.enabled { "enabled".into() } else { "disabled".into() },
+                            human_size(a.used),
+                            a.quota.map_or_else(|| "unlimited".into(), human_size),
+                        ]
+                    })
+                    .collect();
+                print_table(&["ADDRESS", "NAME", "STATE", "USED", "QUOTA"], &rows);
             }
-            let rows: Vec<Vec<String>> = accounts
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.address.clone(),
-                        a.display_name.clone().unwrap_or_default(),
-                        if a.enabled { "enabled".into() } else { "disabled".into() },
-                        human_size(a.used),
-                        a.quota.map_or_else(|| "unlimited".into(), human_size),
-                    ]
-                })
-                .collect();
-            print_table(&["ADDRESS", "NAME", "STATE", "USED", "QUOTA"], &rows);
-        }
-        UserCommand::Passwd { email, password_stdin } => {
-            let (hash, shown) = new_password(password_stdin)?;
-            store.set_password_hash(&email, &hash).await?;
-            println!("Changed the password of {email}.");
-            if let Some(p) = shown {
-                println!("New password: {p}");
+            UserCommand::Passwd { email, password_stdin } => {
+                let (hash, shown) = new_password(password_stdin)?;
+                store.set_password_hash(&email, &hash).await?;
+                println!("Changed the password of {email}.");
+                if let Some(p) = shown {
+                    println!("New password: {p}");
+                }
             }
-        }
-        UserCommand::Disable { email } => {
-            store.set_enabled(&email, false).await?;
-            println!("Disabled {email}: it can no longer log in; its mail is kept.");
-        }
-        UserCommand::Enable { email } => {
-            store.set_enabled(&email, true).await?;
-            println!("Enabled {email}.");
-        }
-        UserCommand::Quota { email, size } => {
-            store.set_quota(&email, size.0).await?;
-            println!(
-                "Quota of {email}: {}.",
-                size.0.map_or_else(|| "unlimited".into(), human_size)
-            );
-        }
-        UserCommand::Remove { email, yes } => {
-            let a = store.account(&email).await?;
-            if !yes {
-                bail!(
-                    "this deletes {} and all its mail ({}); run again with --yes to confirm",
-                    a.address,
-                    human_size(a.used)
+            UserCommand::Disable { email } => {
+                store.set_enabled(&email, false).await?;
+                println!("Disabled {email}: it can no longer log in; its mail is kept.");
+            }
+            UserCommand::Enable { email } => {
+                store.set_enabled(&email, true).await?;
+                println!("Enabled {email}.");
+            }
+            UserCommand::Quota { email, size } => {
+                store.set_quota(&email, size.0).await?;
+                println!(
+                    "Quota of {email}: {}.",
+                    size.0.map_or_else(|| "unlimited".into(), human_size)
                 );
             }
-            store.delete_account(&email).await?;
-            println!("Removed {} and its mail.", a.address);
+            UserCommand::Remove { email, yes } => {
+                let a = store.account(&email).await?;
+                if !yes {
+                    bail!(
+                        "this deletes {} and all its mail ({}); run again with --yes to confirm",
+                        a.address,
+                        human_size(a.used)
+                    );
+                }
+                store.delete_account(&email).await?;
+                println!("Removed {} and its mail.", a.address);
+            }
         }
-    }
-    store.close().await?;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 pub async fn alias(data: DataDir<'_>, cmd: AliasCommand) -> Result<()> {
-    let store = data.open_store()?;
-    match cmd {
-        AliasCommand::Add { address, target } => {
-            let a = store.create_alias(&address, &target).await?;
-            println!("Mail to {} now reaches {}.", a.address, a.target);
-        }
-        AliasCommand::List { domain, json } => {
-            let aliases = store.aliases(domain.as_deref()).await?;
-            if json.json {
-                return print_json(&aliases);
+    with_store(&data, |store| async move {
+        match cmd {
+            AliasCommand::Add { address, target } => {
+                let a = store.create_alias(&address, &target).await?;
+                println!("Mail to {} now reaches {}.", a.address, a.target);
             }
-            let rows: Vec<Vec<String>> = aliases
-                .iter()
-                .map(|a| vec![a.address.clone(), a.target.clone()])
-                .collect();
-            print_table(&["ALIAS", "DELIVERS TO"], &rows);
+            AliasCommand::List { domain, json } => {
+                let aliases = store.aliases(domain.as_deref()).await?;
+                if json.json {
+                    return print_json(&aliases);
+                }
+                let rows: Vec<Vec<String>> = aliases
+                    .iter()
+                    .map(|a| vec![a.address.clone(), a.target.clone()])
+                    .collect();
+                print_table(&["ALIAS", "DELIVERS TO"], &rows);
+            }
+            AliasCommand::Remove { address } => {
+                store.delete_alias(&address).await?;
+                println!("Removed alias {address}.");
+            }
         }
-        AliasCommand::Remove { address } => {
-            store.delete_alias(&address).await?;
-            println!("Removed alias {address}.");
-        }
-    }
-    store.close().await?;
-    Ok(())
+        Ok(())
+    })
+    .await
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use tern_store::EmbeddedStore;
+use tern_store::{EmbeddedStore, Store};
 
 /// Where things live in the data folder.
 pub struct DataDir<'a>(pub &'a Path);
@@ -32,6 +32,20 @@ impl DataDir<'_> {
         EmbeddedStore::open(&self.store())
             .with_context(|| format!("cannot open the mail store in {}", self.store().display()))
     }
+}
+
+/// Opens the store, runs a command on it, and closes it whatever the command returned,
+/// so everything it wrote is flushed before the process exits.
+pub async fn with_store<F, Fut>(data: &DataDir<'_>, command: F) -> Result<()>
+where
+    F: FnOnce(EmbeddedStore) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let store = data.open_store()?;
+    let result = command(store.clone()).await;
+    let closed = store.close().await;
+    result?;
+    Ok(closed?)
 }
 
 /// A storage limit: bytes, or unlimited.
