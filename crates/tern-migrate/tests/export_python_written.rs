@@ -87,7 +87,6 @@ for folder, path in dir_of.items():
 # ---------------------------------------------------------------- mbox
 mbox_path = os.path.join(root, "export.mbox")
 manifest["mbox"]["path"] = mbox_path
-box = mailbox.mbox(mbox_path, create=True)
 written = [
     # subject, body, flags, sender, date
     (b"read", b"Body.\n", "RO", "MAILER-DAEMON", 1767225600),
@@ -98,36 +97,10 @@ written = [
     (b"no newline", b"ends here", "D", "carol@example.net", 1767225603),
     (b"draft", b"Half done.\n\n", "T", "dave@example.net", 1767225604),
 ]
-expected = []
-for subject, body, flags, sender, date in written:
-    extra = UTF8_HEAD if subject == b"utf-8" else b""
-    msg = mailbox.mboxMessage(message(subject, body, extra))
-    msg.set_flags(flags)
-    msg.set_from(sender, time.gmtime(date))
-    # What Python gives the file, before mboxo quoting; mbox._dump_message adds a
-    # newline to a message that lacks one. Serialised before add(): for an 8-bit body
-    # Python's generator writes the ">From " quoting into the message object itself.
-    buf = io.BytesIO()
-    email.generator.BytesGenerator(buf, False, 0).flatten(msg)
-    data = buf.getvalue()
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    expected.append((data, date))
-    box.add(msg)
-box.flush()
-box.close()
-
-box = mailbox.mbox(mbox_path, create=False)
-assert len(box) == len(written), (len(box), len(written))
-for (data, date), key in zip(expected, box.keys()):
-    msg = box.get_message(key)
-    manifest["mbox"]["messages"].append({
-        "raw": data.hex(),
-        "flags": msg.get_flags(),
-        "from": msg.get_from(),
-        "date": date,
-    })
-box.close()
+manifest["mbox"]["messages"] = write_mbox(mbox_path, [
+    (message(subject, body, UTF8_HEAD if subject == b"utf-8" else b""), flags, sender, date)
+    for subject, body, flags, sender, date in written
+])
 
 with open(mbox_path, "rb") as f:
     content = f.read()
@@ -138,7 +111,7 @@ print(json.dumps(manifest))
 "#;
 
 fn run_writer(dir: &Path) -> Value {
-    python::run_json(WRITER, &[&dir])
+    python::run_json(&format!("{}{WRITER}", python::WRITE_MBOX), &[&dir])
 }
 
 fn keywords(message: &ExportedMessage) -> Vec<&str> {

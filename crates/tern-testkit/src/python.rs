@@ -50,3 +50,41 @@ pub fn strings_of<'a>(value: &'a Value, key: &str) -> Vec<&'a str> {
         .map(|v| v.as_str().expect("string"))
         .collect()
 }
+
+/// Python source of `write_mbox(path, written)`, for scripts to start with
+/// (`format!("{WRITE_MBOX}{script}")`). `written` is a list of
+/// `(message_bytes, flags, sender, unix_date)`; it writes them with `mailbox.mbox` and
+/// returns, per message, what a reader must get back: `raw` (hex of the bytes Python gave
+/// the file before its mboxo `>From ` quoting, plus the newline `mailbox` adds to a
+/// message lacking one), `flags` as `mailbox` reads them back, `from` (the separator
+/// line) and `date`.
+pub const WRITE_MBOX: &str = r#"
+import email.generator, io, mailbox, time
+
+def write_mbox(path, written):
+    box = mailbox.mbox(path, create=True)
+    expected = []
+    for raw, flags, sender, date in written:
+        msg = mailbox.mboxMessage(raw)
+        msg.set_flags(flags)
+        msg.set_from(sender, time.gmtime(date))
+        # Serialised before add(): for an 8-bit body Python's generator writes the
+        # ">From " quoting into the message object itself.
+        buf = io.BytesIO()
+        email.generator.BytesGenerator(buf, False, 0).flatten(msg)
+        data = buf.getvalue()
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        expected.append((data, date))
+        box.add(msg)
+    box.flush()
+    box.close()
+    box = mailbox.mbox(path, create=False)
+    assert len(box) == len(written), (len(box), len(written))
+    manifest = []
+    for (data, date), key in zip(expected, box.keys()):
+        msg = box.get_message(key)
+        manifest.append({"raw": data.hex(), "flags": msg.get_flags(), "from": msg.get_from(), "date": date})
+    box.close()
+    return manifest
+"#;
