@@ -29,7 +29,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::config::{LimitsConfig, ListenConfig};
+use crate::config::LimitsConfig;
 
 /// How a port speaks TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -240,11 +240,6 @@ impl ShutdownTrigger {
     }
 }
 
-/// Resolves on SIGTERM (what service managers send) or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    ShutdownSignals::install().recv().await;
-}
-
 /// SIGTERM and SIGINT handlers, registered the moment this is made: a signal that
 /// arrives while the server is still starting is held, not fatal, and `recv` sees it.
 pub struct ShutdownSignals {
@@ -336,33 +331,6 @@ pub struct ListenerSpec {
     pub addrs: Vec<SocketAddr>,
     pub tls_mode: TlsMode,
     pub service: Arc<dyn Service>,
-}
-
-impl ListenerSpec {
-    /// A spec for every service `listen` turns on, served by what
-    /// `service_for` returns for its key. A key it returns `None` for (a
-    /// protocol this build does not serve yet) is skipped with a warning.
-    pub fn from_config(
-        listen: &ListenConfig,
-        mut service_for: impl FnMut(&'static str) -> Option<Arc<dyn Service>>,
-    ) -> Vec<ListenerSpec> {
-        let mut specs = Vec::new();
-        for (name, tls_mode, addrs) in listen.services() {
-            if addrs.is_empty() {
-                continue;
-            }
-            match service_for(name) {
-                Some(service) => specs.push(ListenerSpec {
-                    name,
-                    addrs: addrs.to_vec(),
-                    tls_mode,
-                    service,
-                }),
-                None => warn!("listen.{name} is set, but this build has no {name} server yet; ignoring it"),
-            }
-        }
-        specs
-    }
 }
 
 /// Why the listeners could not start.
@@ -1141,26 +1109,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn specs_follow_the_config() {
-        let listen = ListenConfig {
-            imap: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            imaps: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            http: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            ..ListenConfig::default()
-        };
-        let specs = ListenerSpec::from_config(&listen, |name| {
-            (name != "http").then(|| Arc::new(Echo) as Arc<dyn Service>)
-        });
-        let got: Vec<_> = specs.iter().map(|s| (s.name, s.tls_mode)).collect();
-        assert_eq!(got, vec![("imap", TlsMode::StartTls), ("imaps", TlsMode::Implicit)]);
-    }
-
-    #[tokio::test]
-    async fn shutdown_signal_resolves_on_sigterm() {
+    async fn shutdown_signals_resolve_on_sigterm() {
         // Catch SIGTERM in this process before sending it, so it can never
         // take the test binary down, whatever the scheduling.
         let mut guard = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install");
-        let waiter = tokio::spawn(shutdown_signal());
+        let mut signals = ShutdownSignals::install();
+        let waiter = tokio::spawn(async move { signals.recv().await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let status = std::process::Command::new("kill")
             .args(["-TERM", &std::process::id().to_string()])

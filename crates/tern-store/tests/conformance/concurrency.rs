@@ -6,6 +6,14 @@ use tern_store::{ChangeKind, FlagOp, Flags, NewMessage};
 
 use super::{Fixture, with_alice};
 
+/// The next change event, which must come within 100 ms.
+async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<tern_store::ChangeEvent>) -> tern_store::ChangeEvent {
+    tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("event within 100 ms")
+        .expect("the bus is open")
+}
+
 pub async fn change_bus_announces_within_100ms(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
@@ -16,10 +24,7 @@ pub async fn change_bus_announces_within_100ms(f: Fixture) {
         .append(inbox.id, vec![NewMessage::new("Subject: hi\r\n\r\nhi\r\n")])
         .await
         .unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .expect("event within 100 ms")
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!((e.account, e.mailbox, e.modseq), (alice, inbox.id, a[0].modseq));
     assert_eq!(e.kind, ChangeKind::Appended(vec![a[0].uid]));
@@ -27,31 +32,19 @@ pub async fn change_bus_announces_within_100ms(f: Fixture) {
         .store_flags(inbox.id, &[a[0].uid], FlagOp::Add, &Flags::from_names(["\\Seen"]), None)
         .await
         .unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert_eq!(e.kind, ChangeKind::FlagsChanged(vec![a[0].uid]));
     f.store
         .expunge(inbox.id, tern_store::Expunge::Uids(vec![a[0].uid]))
         .await
         .unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert_eq!(e.kind, ChangeKind::Expunged(vec![a[0].uid]));
     f.store.create_mailbox(alice, "New", None).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert_eq!(e.kind, ChangeKind::MailboxCreated { name: "New".into() });
     f.store.rename_mailbox(alice, "New", "Newer").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert_eq!(
         e.kind,
         ChangeKind::MailboxRenamed {
@@ -60,10 +53,7 @@ pub async fn change_bus_announces_within_100ms(f: Fixture) {
         }
     );
     f.store.delete_mailbox(alice, "Newer").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_millis(100), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let e = next_event(&mut rx).await;
     assert_eq!(e.kind, ChangeKind::MailboxDeleted { name: "Newer".into() });
 }
 
