@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
     /// The content hash ([`crate::content_hash`]) of every message, in UID order: lets
     /// an import or migration that runs again recognise what it already brought in.
     async fn content_hashes(&self, mailbox: MailboxId) -> Result<Vec<(Uid, crate::ContentHash)>>;
+    /// The POP3 UIDLs carried over from an old POP3 server ([`NewMessage::pop3_uidl`]),
+    /// in UID order; messages without one are absent.
+    async fn pop3_uidls(&self, mailbox: MailboxId) -> Result<Vec<(Uid, String)>>;
     /// The message's bytes, exactly as stored.
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
     /// The path of the file holding the message's bytes, for streaming large messages.

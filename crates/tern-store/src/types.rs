@@ -288,6 +288,10 @@ pub struct NewMessage {
     pub flags: Flags,
     /// INTERNALDATE, unix seconds; `None` means now.
     pub internal_date: Option<i64>,
+    /// The UIDL the message had on the POP3 server it was migrated from; POP3 then
+    /// reports it unchanged (RFC 1939 §7), so clients that leave mail on the server do
+    /// not download it again. `None` for everything else.
+    pub pop3_uidl: Option<String>,
 }
 
 impl NewMessage {
@@ -296,6 +300,7 @@ impl NewMessage {
             raw: raw.into(),
             flags: Flags::default(),
             internal_date: None,
+            pop3_uidl: None,
         }
     }
 }

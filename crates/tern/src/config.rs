@@ -223,6 +223,16 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
 }
 
+impl From<&LimitsConfig> for tern_net::listeners::Limits {
+    fn from(config: &LimitsConfig) -> Self {
+        tern_net::listeners::Limits {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {

@@ -1,7 +1,8 @@
-//! Tern's server wiring, used by the `tern` binary: the configuration file, TLS, the
-//! listener framework the protocol servers plug into, and starting/stopping a server.
+//! Tern's server wiring, used by the `tern` binary: the configuration file and starting
+//! and stopping a server. The listener framework and TLS live in `tern-net`, shared with
+//! the protocol crates; they are re-exported here under their old paths.
 
 pub mod config;
-pub mod listeners;
 pub mod server;
-pub mod tls;
+
+pub use tern_net::{listeners, tls};

@@ -26,10 +26,16 @@ pub struct Prepared {
     pub metadata_json: String,
     pub flags: Flags,
     pub internal_date: i64,
+    pub pop3_uidl: Option<String>,
 }
 
 impl Prepared {
-    pub fn new(raw: Vec<u8>, flags: Flags, internal_date: Option<i64>) -> Result<Prepared, StoreError> {
+    pub fn new(
+        raw: Vec<u8>,
+        flags: Flags,
+        internal_date: Option<i64>,
+        pop3_uidl: Option<String>,
+    ) -> Result<Prepared, StoreError> {
         if raw.is_empty() {
             return Err(StoreError::EmptyMessage);
         }
@@ -42,6 +48,7 @@ impl Prepared {
             metadata_json,
             flags,
             internal_date: internal_date.unwrap_or_else(|| now() as i64),
+            pop3_uidl,
         })
     }
 
@@ -255,6 +262,10 @@ pub fn append(
             saved,
             p.raw.len() as i64
         ])?;
+        if let Some(uidl) = &p.pop3_uidl {
+            conn.prepare_cached("INSERT INTO pop3_uidls (mailbox_id, uid, uidl) VALUES (?1, ?2, ?3)")?
+                .execute(params![m.id.0, uid, uidl])?;
+        }
         delta.add(p.flags.system, p.raw.len() as u64, 1);
         out.push(Appended {
             uidvalidity: m.uidvalidity,
@@ -364,6 +375,13 @@ pub fn content_hashes(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid,
             Ok((uid, hash))
         })
         .collect()
+}
+
+/// The POP3 UIDLs that migrations gave to messages of a mailbox, in UID order.
+pub fn pop3_uidls(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid, String)>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT uid, uidl FROM pop3_uidls WHERE mailbox_id = ?1 ORDER BY uid")?;
+    let rows = st.query_map([mailbox.0], |r| Ok((r.get::<_, Uid>(0)?, r.get::<_, String>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Where a message's bytes are.
@@ -535,8 +553,10 @@ fn remove(conn: &Connection, mailbox: &Mailbox, victims: &[Row]) -> Result<Expun
     let mut delete = conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")?;
     let mut history =
         conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")?;
+    let mut forget_uidl = conn.prepare_cached("DELETE FROM pop3_uidls WHERE mailbox_id = ?1 AND uid = ?2")?;
     for r in victims {
         delete.execute(params![mailbox.id.0, r.summary.uid])?;
+        forget_uidl.execute(params![mailbox.id.0, r.summary.uid])?;
         history.execute(params![mailbox.id.0, r.summary.uid, modseq as i64])?;
         delta.add(r.summary.flags.system, r.summary.size, -1);
         unreferenced.extend(release_blob(conn, r.blob_id)?);

@@ -376,7 +376,7 @@ impl Store for EmbeddedStore {
             messages
                 .into_iter()
                 .map(|m| {
-                    let p = Prepared::new(m.raw, m.flags, m.internal_date)?;
+                    let p = Prepared::new(m.raw, m.flags, m.internal_date, m.pop3_uidl)?;
                     if !p.inline() {
                         inner.blobs.put(account, &p.hash, &p.raw)?;
                     }
@@ -418,6 +418,10 @@ impl Store for EmbeddedStore {
 
     async fn content_hashes(&self, mailbox: MailboxId) -> Result<Vec<(Uid, crate::ContentHash)>> {
         self.read(move |c| messages::content_hashes(c, mailbox)).await
+    }
+
+    async fn pop3_uidls(&self, mailbox: MailboxId) -> Result<Vec<(Uid, String)>> {
+        self.read(move |c| messages::pop3_uidls(c, mailbox)).await
     }
 
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {

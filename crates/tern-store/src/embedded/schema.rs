@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped when the schema changes; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -132,6 +132,18 @@ pub fn connect_reader(path: &std::path::Path) -> Result<Connection, StoreError> 
 }
 
 /// Creates the schema in a new database, or checks an existing one.
+/// Schema 2: the UIDL a message had on the POP3 server it was migrated from, so a
+/// client that leaves mail on the server does not fetch everything again after the
+/// switch (RFC 1939 §7, UIDL). Few messages have one, hence a table of its own.
+const SCHEMA_2: &str = r#"
+CREATE TABLE pop3_uidls (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    uidl TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+"#;
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Space freed by expunged inline bodies is handed back in steps instead of only
     // being reused; this must be set before the first table exists.
@@ -149,6 +161,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('next_uidvalidity', ?2)",
             (SCHEMA_VERSION, now),
         )?;
+        tx.execute_batch(SCHEMA_2)?;
     } else {
         let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -156,6 +169,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 "the data folder was written by a newer Tern (schema {version}, this build knows {SCHEMA_VERSION}); upgrade Tern"
             )));
         }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_2)?;
+        }
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION],
+        )?;
     }
     tx.commit()?;
     Ok(())

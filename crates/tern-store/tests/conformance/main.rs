@@ -67,6 +67,7 @@ backends!(
     mailboxes::recreated_mailbox_has_new_uidvalidity,
     mailboxes::subscriptions,
     messages::append_is_byte_exact,
+    messages::pop3_uidls_from_a_migration_are_kept_until_expunge,
     messages::append_keeps_flags_and_dates,
     messages::multiappend_is_atomic,
     messages::uids_and_modseqs_increase,

@@ -12,6 +12,21 @@ fn msg(subject: &str, body: &str) -> NewMessage {
     ))
 }
 
+pub async fn pop3_uidls_from_a_migration_are_kept_until_expunge(f: Fixture) {
+    let alice = with_alice(&f).await;
+    let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
+    let mut old = msg("old", "from the old server");
+    old.pop3_uidl = Some("UID123-1163719583".into());
+    let new = msg("new", "delivered here");
+    let appended = f.store.append(inbox.id, vec![old, new]).await.unwrap();
+    assert_eq!(
+        f.store.pop3_uidls(inbox.id).await.unwrap(),
+        vec![(appended[0].uid, "UID123-1163719583".to_string())]
+    );
+    f.store.expunge(inbox.id, Expunge::Uids(vec![appended[0].uid])).await.unwrap();
+    assert!(f.store.pop3_uidls(inbox.id).await.unwrap().is_empty());
+}
+
 pub async fn append_is_byte_exact(f: Fixture) {
     let alice = with_alice(&f).await;
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();

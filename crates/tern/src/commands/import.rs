@@ -181,6 +181,7 @@ impl<S: Store> Import<'_, S> {
                 flags: flags_of(&m),
                 internal_date: m.internal_date,
                 raw: m.raw,
+                pop3_uidl: None,
             });
             if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
                 self.flush(mailbox, folder, &mut batch).await?;

@@ -29,7 +29,6 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::config::LimitsConfig;
 
 /// How a port speaks TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -308,16 +307,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// What `[limits]` defaults to in tern.toml.
     fn default() -> Self {
-        Limits::from(&LimitsConfig::default())
-    }
-}
-
-impl From<&LimitsConfig> for Limits {
-    fn from(config: &LimitsConfig) -> Self {
         Limits {
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
             tls_handshake_timeout: Duration::from_secs(10),
         }
     }

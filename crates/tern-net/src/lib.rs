@@ -1,0 +1,11 @@
+//! Network plumbing shared by every protocol server (IMAP, POP3, SMTP, HTTP):
+//!
+//! - [`listeners`]: binding ports, connection limits, implicit TLS, STARTTLS upgrades and
+//!   graceful shutdown; a protocol plugs in as a [`listeners::Service`].
+//! - [`tls`]: loading and generating certificates.
+//! - [`auth`]: password logins with delays, per-IP and per-account limits, and the
+//!   plaintext policy.
+
+pub mod auth;
+pub mod listeners;
+pub mod tls;
