@@ -187,7 +187,9 @@ impl Authenticator {
         bump(failures.by_account.entry(account.to_owned()).or_insert(fresh));
         if failures.by_ip.len() > MAX_TRACKED || failures.by_account.len() > MAX_TRACKED {
             failures.by_ip.retain(|_, w| now.duration_since(w.started) < window);
-            failures.by_account.retain(|_, w| now.duration_since(w.started) < window);
+            failures
+                .by_account
+                .retain(|_, w| now.duration_since(w.started) < window);
         }
     }
 }
@@ -224,7 +226,10 @@ mod tests {
             })
             .await
             .expect("account");
-        (dir, Authenticator::new(Arc::new(store), PlaintextPolicy::Loopback, limits))
+        (
+            dir,
+            Authenticator::new(Arc::new(store), PlaintextPolicy::Loopback, limits),
+        )
     }
 
     fn fast(max_ip: u32, max_account: u32) -> AuthLimits {
@@ -242,10 +247,19 @@ mod tests {
     #[tokio::test]
     async fn right_password_logs_in_and_wrong_or_unknown_do_not() {
         let (_dir, auth) = authenticator(fast(100, 100)).await;
-        let account = auth.login("imap", A, "Alice@Example.test", "right").await.expect("login");
+        let account = auth
+            .login("imap", A, "Alice@Example.test", "right")
+            .await
+            .expect("login");
         assert_eq!(account.address, "alice@example.test");
-        assert!(matches!(auth.login("imap", A, "alice@example.test", "wrong").await, Err(LoginError::Invalid)));
-        assert!(matches!(auth.login("imap", A, "bob@example.test", "right").await, Err(LoginError::Invalid)));
+        assert!(matches!(
+            auth.login("imap", A, "alice@example.test", "wrong").await,
+            Err(LoginError::Invalid)
+        ));
+        assert!(matches!(
+            auth.login("imap", A, "bob@example.test", "right").await,
+            Err(LoginError::Invalid)
+        ));
         assert!(matches!(auth.login("imap", A, "", "").await, Err(LoginError::Invalid)));
     }
 
@@ -258,7 +272,9 @@ mod tests {
         let refused = auth.login("imap", A, "alice@example.test", "right").await;
         assert!(matches!(refused, Err(LoginError::Throttled { .. })), "{refused:?}");
         // Another address is not affected.
-        auth.login("imap", B, "alice@example.test", "right").await.expect("other ip");
+        auth.login("imap", B, "alice@example.test", "right")
+            .await
+            .expect("other ip");
     }
 
     #[tokio::test]

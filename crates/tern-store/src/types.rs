@@ -350,7 +350,7 @@ pub struct Changes {
 }
 
 /// Where a full-text search looks (RFC 9051 §6.4.4 BODY, TEXT; webmail search).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TextField {
     /// Header fields (subject, addresses and names).
     Headers,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use tern_store::{EmbeddedStore, Store};
 
-use crate::config::Config;
+use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
+
+use crate::config::{Config, PlaintextAuth};
 use crate::listeners::{Limits, ListenError, ListenerSpec, Listeners, Service, ShutdownSignals, TlsMode};
 
 /// Why Tern could not start or stop cleanly. Each message says what to do.
@@ -28,11 +30,40 @@ pub enum ServeError {
     Listen(#[from] ListenError),
 }
 
-/// The server for a service key of `[listen]` ("imap", "smtp", …), if this build has
-/// one. The protocol servers register here as they arrive; until then a configured
-/// service is reported as "not served by this build yet" and its port stays closed.
-pub fn services(_name: &str, _store: &Arc<dyn Store>) -> Option<Arc<dyn Service>> {
-    None
+/// The protocol servers of this build, built once and shared by their listeners.
+pub struct Services {
+    imap: Arc<tern_imap::ImapServer>,
+}
+
+impl Services {
+    pub fn new(config: &Config, store: &Arc<dyn Store>) -> Services {
+        let plaintext = match config.auth.allow_plaintext {
+            PlaintextAuth::Never => PlaintextPolicy::Never,
+            PlaintextAuth::Loopback => PlaintextPolicy::Loopback,
+            PlaintextAuth::Always => PlaintextPolicy::Always,
+        };
+        // One authenticator for every protocol, so failed logins over IMAP and POP3 count
+        // against the same limits.
+        let auth = Arc::new(Authenticator::new(store.clone(), plaintext, AuthLimits::default()));
+        let imap = tern_imap::ImapServer::new(
+            tern_imap::ImapConfig {
+                hostname: config.hostname.clone(),
+                ..Default::default()
+            },
+            auth,
+        );
+        Services { imap }
+    }
+
+    /// The server for a service key of `[listen]` ("imap", "smtp", …), if this build
+    /// has one. A configured service without one is reported as "not served by this
+    /// build yet" and its port stays closed.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
+        match name {
+            "imap" | "imaps" => Some(self.imap.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// One row of the start-up table.
@@ -72,13 +103,14 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         )?),
         None => None,
     };
+    let services = Services::new(config, &shared);
     let mut specs = Vec::new();
     let mut states = Vec::new();
     for (name, tls_mode, addrs) in config.listen.services() {
         if addrs.is_empty() {
             continue;
         }
-        let service = services(name, &shared);
+        let service = services.get(name);
         states.push(ServiceState {
             name,
             tls: tls_mode,
