@@ -19,6 +19,8 @@ mod body;
 mod commands;
 mod extensions;
 mod framing;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod names;
 mod response;
 mod session;

@@ -79,6 +79,9 @@ pub trait Service: Send + Sync + 'static {
 pub enum Connection {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// An in-memory pipe, so a protocol's whole session can run without sockets (fuzz
+    /// targets, tests). Never TLS; STARTTLS on it fails.
+    Memory(tokio::io::DuplexStream),
 }
 
 impl Connection {
@@ -87,11 +90,12 @@ impl Connection {
         matches!(self, Connection::Tls(_))
     }
 
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket underneath (none for an in-memory connection).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Connection::Plain(tcp) => tcp,
-            Connection::Tls(tls) => tls.get_ref().0,
+            Connection::Plain(tcp) => Some(tcp),
+            Connection::Tls(tls) => Some(tls.get_ref().0),
+            Connection::Memory(_) => None,
         }
     }
 
@@ -99,7 +103,7 @@ impl Connection {
     /// SNI name, ALPN).
     pub fn tls_session(&self) -> Option<&rustls::ServerConnection> {
         match self {
-            Connection::Plain(_) => None,
+            Connection::Plain(_) | Connection::Memory(_) => None,
             Connection::Tls(tls) => Some(tls.get_ref().1),
         }
     }
@@ -121,6 +125,7 @@ impl Connection {
                 Ok(Connection::Tls(Box::new(tls)))
             }
             Connection::Tls(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "TLS is already active")),
+            Connection::Memory(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "no TLS on an in-memory connection")),
         }
     }
 }
@@ -130,6 +135,7 @@ impl fmt::Debug for Connection {
         match self {
             Connection::Plain(tcp) => f.debug_tuple("Plain").field(tcp).finish(),
             Connection::Tls(tls) => f.debug_tuple("Tls").field(tls.get_ref().0).finish(),
+            Connection::Memory(_) => f.write_str("Memory"),
         }
     }
 }
@@ -139,6 +145,7 @@ impl AsyncRead for Connection {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Connection::Memory(m) => Pin::new(m).poll_read(cx, buf),
         }
     }
 }
@@ -148,6 +155,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Connection::Memory(m) => Pin::new(m).poll_write(cx, buf),
         }
     }
 
@@ -159,6 +167,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+            Connection::Memory(m) => Pin::new(m).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -166,6 +175,7 @@ impl AsyncWrite for Connection {
         match self {
             Connection::Plain(tcp) => tcp.is_write_vectored(),
             Connection::Tls(tls) => tls.is_write_vectored(),
+            Connection::Memory(m) => m.is_write_vectored(),
         }
     }
 
@@ -173,6 +183,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Connection::Memory(m) => Pin::new(m).poll_flush(cx),
         }
     }
 
@@ -180,6 +191,7 @@ impl AsyncWrite for Connection {
         match self.get_mut() {
             Connection::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Connection::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Connection::Memory(m) => Pin::new(m).poll_shutdown(cx),
         }
     }
 }
