@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates)
+packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

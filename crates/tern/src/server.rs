@@ -33,6 +33,7 @@ pub enum ServeError {
 /// The protocol servers of this build, built once and shared by their listeners.
 pub struct Services {
     imap: Arc<tern_imap::ImapServer>,
+    pop3: Arc<tern_pop3::Pop3Server>,
 }
 
 impl Services {
@@ -50,9 +51,16 @@ impl Services {
                 hostname: config.hostname.clone(),
                 ..Default::default()
             },
+            auth.clone(),
+        );
+        let pop3 = tern_pop3::Pop3Server::new(
+            tern_pop3::Pop3Config {
+                hostname: config.hostname.clone(),
+                ..Default::default()
+            },
             auth,
         );
-        Services { imap }
+        Services { imap, pop3 }
     }
 
     /// The server for a service key of `[listen]` ("imap", "smtp", …), if this build
@@ -61,6 +69,7 @@ impl Services {
     pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
         match name {
             "imap" | "imaps" => Some(self.imap.clone()),
+            "pop3" | "pop3s" => Some(self.pop3.clone()),
             _ => None,
         }
     }

@@ -126,6 +126,52 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
         "{aliases}"
     );
 
+    // The printed login works over IMAP (STARTTLS port, loopback plaintext allowed),
+    // IMAPS and POP3: the servers are wired into the running binary.
+    let clients = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import imaplib, poplib, ssl, sys
+imap_port, imaps_port, pop3_port, password = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+user = "admin@example.test"
+m = imaplib.IMAP4("127.0.0.1", imap_port)
+m.login(user, password)
+print("imap", m.select("INBOX")[0])
+m.logout()
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=ctx)
+m.login(user, password)
+print("imaps", m.list()[0])
+m.logout()
+p = poplib.POP3("127.0.0.1", pop3_port)
+p.user(user)
+p.pass_(password)
+print("pop3", p.stat())
+p.quit()
+"#,
+        )
+        .args([
+            (1143 + offset).to_string(),
+            (1993 + offset).to_string(),
+            (1110 + offset).to_string(),
+            secret.clone(),
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&clients.stdout);
+    assert!(
+        clients.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    assert!(
+        said.contains("imap OK") && said.contains("imaps OK") && said.contains("pop3 (0, 0)"),
+        "{said}"
+    );
+
     // SIGTERM stops it cleanly.
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
