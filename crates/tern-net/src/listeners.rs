@@ -125,7 +125,10 @@ impl Connection {
                 Ok(Connection::Tls(Box::new(tls)))
             }
             Connection::Tls(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "TLS is already active")),
-            Connection::Memory(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "no TLS on an in-memory connection")),
+            Connection::Memory(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no TLS on an in-memory connection",
+            )),
         }
     }
 }

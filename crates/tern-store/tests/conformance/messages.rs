@@ -23,7 +23,10 @@ pub async fn pop3_uidls_from_a_migration_are_kept_until_expunge(f: Fixture) {
         f.store.pop3_uidls(inbox.id).await.unwrap(),
         vec![(appended[0].uid, "UID123-1163719583".to_string())]
     );
-    f.store.expunge(inbox.id, Expunge::Uids(vec![appended[0].uid])).await.unwrap();
+    f.store
+        .expunge(inbox.id, Expunge::Uids(vec![appended[0].uid]))
+        .await
+        .unwrap();
     assert!(f.store.pop3_uidls(inbox.id).await.unwrap().is_empty());
 }
 
