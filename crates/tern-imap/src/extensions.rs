@@ -3,6 +3,10 @@
 //!
 //! - ESEARCH (RFC 4731 §3): `SEARCH RETURN (MIN MAX COUNT ALL) <criteria>`.
 //! - CREATE-SPECIAL-USE (RFC 6154 §3): `CREATE <name> (USE (\Sent))`.
+//! - LIST-EXTENDED (RFC 5258 §3), LIST-STATUS (RFC 5819 §2) and the SPECIAL-USE
+//!   selection and return options (RFC 6154 §2): `LIST (SUBSCRIBED) "" ("a" "b")
+//!   RETURN (CHILDREN STATUS (MESSAGES))`. The whole command is parsed here and the
+//!   codec is given a plain `LIST "" ""`.
 //!
 //! Each is removed from the command bytes and returned in [`Extra`], and the rest is a
 //! command the codec knows.
@@ -19,6 +23,162 @@ pub struct Extra {
     pub search_return: Option<Vec<String>>,
     /// `USE (\…)` of CREATE.
     pub create_use: Option<Vec<String>>,
+    /// An extended LIST, parsed whole.
+    pub list: Option<ListRequest>,
+}
+
+/// LIST with its extended options (RFC 5258 §3).
+#[derive(Debug, Default, Clone)]
+pub struct ListRequest {
+    /// Upper-cased selection options: SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE.
+    pub selection: Vec<String>,
+    pub reference: Vec<u8>,
+    pub patterns: Vec<Vec<u8>>,
+    /// Upper-cased return options: SUBSCRIBED, CHILDREN, SPECIAL-USE, STATUS.
+    pub returns: Vec<String>,
+    /// The items of `RETURN (STATUS (…))`, upper-cased.
+    pub status_items: Vec<String>,
+}
+
+/// A token of command syntax: enough of RFC 9051 §9 to read LIST's arguments.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Atom(Vec<u8>),
+    String(Vec<u8>),
+    Open,
+    Close,
+}
+
+/// Splits a command into tokens: atoms, quoted strings, literals and parentheses.
+fn tokens(command: &[u8]) -> Option<Vec<Token>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = command.len();
+    while i < n {
+        match command[i] {
+            b' ' | b'\r' | b'\n' => i += 1,
+            b'(' => {
+                out.push(Token::Open);
+                i += 1;
+            }
+            b')' => {
+                out.push(Token::Close);
+                i += 1;
+            }
+            b'"' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match *command.get(i)? {
+                        b'\\' => {
+                            s.push(*command.get(i + 1)?);
+                            i += 2;
+                        }
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        c => {
+                            s.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push(Token::String(s));
+            }
+            b'{' | b'~' => {
+                let close = i + command[i..].iter().position(|&b| b == b'}')?;
+                let digits: String = command[i..close]
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .map(|&b| b as char)
+                    .collect();
+                let len: usize = digits.parse().ok()?;
+                let start = close + 1 + if command.get(close + 1) == Some(&b'\r') { 2 } else { 1 };
+                out.push(Token::String(command.get(start..start + len)?.to_vec()));
+                i = start + len;
+            }
+            _ => {
+                let start = i;
+                while i < n && !b" ()\"\r\n".contains(&command[i]) {
+                    i += 1;
+                }
+                out.push(Token::Atom(command[start..i].to_vec()));
+            }
+        }
+    }
+    Some(out)
+}
+
+fn upper(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_ascii_uppercase()
+}
+
+/// Reads `tag LIST [(opts)] reference pattern|(patterns) [RETURN (opts)]`.
+fn parse_list(command: &[u8]) -> Option<ListRequest> {
+    let t = tokens(command)?;
+    let mut it = t.into_iter().skip(2).peekable();
+    let mut req = ListRequest::default();
+    if it.peek() == Some(&Token::Open) {
+        it.next();
+        loop {
+            match it.next()? {
+                Token::Close => break,
+                Token::Atom(a) => req.selection.push(upper(&a)),
+                _ => return None,
+            }
+        }
+    }
+    req.reference = match it.next()? {
+        Token::Atom(a) | Token::String(a) => a,
+        _ => return None,
+    };
+    match it.next()? {
+        Token::Atom(a) | Token::String(a) => req.patterns.push(a),
+        Token::Open => loop {
+            match it.next()? {
+                Token::Close => break,
+                Token::Atom(a) | Token::String(a) => req.patterns.push(a),
+                _ => return None,
+            }
+        },
+        Token::Close => return None,
+    }
+    match it.next() {
+        None => {}
+        Some(Token::Atom(a)) if a.eq_ignore_ascii_case(b"RETURN") => {
+            if it.next()? != Token::Open {
+                return None;
+            }
+            loop {
+                match it.next()? {
+                    Token::Close => break,
+                    Token::Atom(a) => {
+                        let option = upper(&a);
+                        if option == "STATUS" {
+                            if it.next()? != Token::Open {
+                                return None;
+                            }
+                            loop {
+                                match it.next()? {
+                                    Token::Close => break,
+                                    Token::Atom(item) => req.status_items.push(upper(&item)),
+                                    _ => return None,
+                                }
+                            }
+                        }
+                        req.returns.push(option);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        Some(_) => return None,
+    }
+    if it.next().is_some() {
+        return None;
+    }
+    Some(req)
 }
 
 impl Extra {
@@ -57,6 +217,13 @@ pub fn lift(command: &[u8]) -> (Cow<'_, [u8]>, Extra) {
                 rest.extend_from_slice(tail.strip_prefix(b" ").unwrap_or(tail));
                 return (Cow::Owned(rest), extra);
             }
+        }
+    } else if verb.eq_ignore_ascii_case(b"LIST") && verb_at == 1 {
+        if let Some(request) = parse_list(command) {
+            extra.list = Some(request);
+            let mut rest = words[0].to_vec();
+            rest.extend_from_slice(b" LIST \"\" \"\"\r\n");
+            return (Cow::Owned(rest), extra);
         }
     } else if verb.eq_ignore_ascii_case(b"CREATE") {
         let line_end = command.len() - trailing_crlf(command);
@@ -110,6 +277,21 @@ mod tests {
         let (rest, extra) = lift(b"a SEARCH UNSEEN\r\n");
         assert_eq!(&*rest, b"a SEARCH UNSEEN\r\n");
         assert!(extra.search_return.is_none());
+    }
+
+    #[test]
+    fn extended_list_is_parsed_whole() {
+        let (rest, extra) = lift(b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" {4}\r\nSe%t) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n");
+        assert_eq!(&*rest, b"a LIST \"\" \"\"\r\n");
+        let list = extra.list.expect("parsed");
+        assert_eq!(list.selection, ["SUBSCRIBED", "RECURSIVEMATCH"]);
+        assert_eq!(list.patterns, [b"INBOX".to_vec(), b"Se%t".to_vec()]);
+        assert_eq!(list.returns, ["CHILDREN", "STATUS"]);
+        assert_eq!(list.status_items, ["MESSAGES", "UNSEEN"]);
+        let (_, extra) = lift(b"a LIST \"\" *\r\n");
+        assert_eq!(extra.list.expect("plain").patterns, [b"*".to_vec()]);
+        let (_, extra) = lift(b"a LIST \"\" * RETURN\r\n");
+        assert!(extra.list.is_none(), "malformed: left to the codec, which says BAD");
     }
 
     #[test]

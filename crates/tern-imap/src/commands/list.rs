@@ -1,9 +1,11 @@
-//! LIST and LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9), with CHILDREN (RFC 3348) and
-//! SPECIAL-USE (RFC 6154 §2) attributes.
+//! LIST and LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9), with LIST-EXTENDED selection and
+//! return options (RFC 5258), LIST-STATUS (RFC 5819), CHILDREN (RFC 3348) and
+//! SPECIAL-USE (RFC 6154 §2).
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 
-use crate::extensions::Extra;
+use super::status::{check_items, write_status};
+use crate::extensions::{Extra, ListRequest};
 use crate::names;
 use crate::session::{Reply, Result, Session};
 
@@ -12,50 +14,104 @@ pub async fn list(
     reference: Mailbox<'_>,
     pattern: ListMailbox<'_>,
     lsub: bool,
-    _extra: Extra,
+    extra: Extra,
 ) -> Result {
+    let request = match extra.list {
+        Some(request) if !lsub => request,
+        _ => {
+            let reference: Vec<u8> = match &reference {
+                Mailbox::Inbox => b"INBOX".to_vec(),
+                Mailbox::Other(o) => o.as_ref().to_vec(),
+            };
+            let pattern: Vec<u8> = match &pattern {
+                ListMailbox::Token(t) => t.as_ref().to_vec(),
+                ListMailbox::String(st) => st.as_ref().to_vec(),
+            };
+            ListRequest {
+                reference,
+                patterns: vec![pattern],
+                ..Default::default()
+            }
+        }
+    };
+    run(s, request, lsub).await
+}
+
+async fn run(s: &mut Session, req: ListRequest, lsub: bool) -> Result {
     let verb = if lsub { "LSUB" } else { "LIST" };
-    let reference = match &reference {
-        Mailbox::Inbox => "INBOX".to_string(),
-        Mailbox::Other(_) => s.mailbox_name(&reference)?,
+    let utf8 = s.utf8;
+    let decode = |raw: &[u8]| {
+        names::from_wire(raw, utf8).ok_or_else(|| Reply::bad("Name is not valid modified UTF-7 (RFC 3501 §5.1.3)"))
     };
-    let raw_pattern: &[u8] = match &pattern {
-        ListMailbox::Token(t) => t.as_ref(),
-        ListMailbox::String(st) => st.as_ref(),
-    };
-    let pattern = names::from_wire(raw_pattern, s.utf8)
-        .ok_or_else(|| Reply::bad("Pattern is not valid modified UTF-7 (RFC 3501 §5.1.3)"))?;
-    if pattern.is_empty() {
+    let reference = decode(&req.reference)?;
+    let patterns: Vec<String> = req.patterns.iter().map(|p| decode(p)).collect::<Result<_>>()?;
+    for option in &req.selection {
+        if !["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"].contains(&option.as_str()) {
+            return Err(Reply::bad(format!("Unknown LIST selection option {option}")));
+        }
+    }
+    for option in &req.returns {
+        if !["SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"].contains(&option.as_str()) {
+            return Err(Reply::bad(format!("Unknown LIST return option {option}")));
+        }
+    }
+    check_items(&req.status_items)?;
+    let select_subscribed = lsub || req.selection.iter().any(|o| o == "SUBSCRIBED");
+    let recursive = req.selection.iter().any(|o| o == "RECURSIVEMATCH");
+    if recursive && !select_subscribed {
+        // RFC 5258 §3.1: RECURSIVEMATCH needs another selection option.
+        return Err(Reply::bad("RECURSIVEMATCH needs SUBSCRIBED"));
+    }
+    let select_special = req.selection.iter().any(|o| o == "SPECIAL-USE");
+    let return_subscribed = select_subscribed || req.returns.iter().any(|o| o == "SUBSCRIBED");
+    let return_status = req.returns.iter().any(|o| o == "STATUS");
+    if patterns.len() == 1 && patterns[0].is_empty() && !lsub {
         // RFC 9051 §6.3.9: an empty pattern asks for the delimiter and root.
         s.out.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
         return Ok(Reply::ok(format!("{verb} completed")));
     }
     // The reference is a prefix unless the pattern is absolute (RFC 9051 §6.3.9).
-    let full = if reference.is_empty() || pattern.starts_with('/') {
-        pattern
-    } else if reference.ends_with('/') {
-        format!("{reference}{pattern}")
-    } else {
-        format!("{reference}/{pattern}")
-    };
+    let full: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            if reference.is_empty() || p.starts_with('/') {
+                p.clone()
+            } else if reference.ends_with('/') {
+                format!("{reference}{p}")
+            } else {
+                format!("{reference}/{p}")
+            }
+        })
+        .collect();
     let account = s.account_id()?;
     let mailboxes = s.store.mailboxes(account).await?;
-    let all: Vec<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
+    let child_of = |parent: &str, name: &str| {
+        name.len() > parent.len() + 1 && name.starts_with(parent) && name.as_bytes()[parent.len()] == b'/'
+    };
     for m in &mailboxes {
-        if lsub && !m.subscribed {
+        if !full.iter().any(|p| matches(p, &m.name)) {
             continue;
         }
-        if !matches(&full, &m.name) {
+        let subscribed_child = mailboxes.iter().any(|c| c.subscribed && child_of(&m.name, &c.name));
+        let selected = (!select_subscribed || m.subscribed) && (!select_special || m.special_use.is_some());
+        // RFC 5258 §3.5: with RECURSIVEMATCH a parent is listed for its subscribed
+        // children, marked with CHILDINFO.
+        let childinfo = recursive && !m.subscribed && subscribed_child;
+        if !selected && !childinfo {
             continue;
         }
-        let has_children = all
-            .iter()
-            .any(|n| n.len() > m.name.len() + 1 && n.starts_with(&m.name) && n.as_bytes()[m.name.len()] == b'/');
-        let mut attrs = vec![if has_children {
-            "\\HasChildren"
-        } else {
-            "\\HasNoChildren"
-        }];
+        let has_children = mailboxes.iter().any(|c| child_of(&m.name, &c.name));
+        let mut attrs: Vec<&str> = Vec::new();
+        if !lsub {
+            attrs.push(if has_children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+        }
+        if return_subscribed && m.subscribed && !lsub {
+            attrs.push("\\Subscribed");
+        }
         if let Some(u) = m.special_use {
             attrs.push(u.attribute());
         }
@@ -65,7 +121,14 @@ pub async fn list(
             .raw(b" (")
             .text(&attrs.join(" "))
             .raw(b") \"/\" ");
-        s.out.string(names::to_wire(&m.name, s.utf8).as_bytes(), s.utf8).crlf();
+        s.out.string(names::to_wire(&m.name, utf8).as_bytes(), utf8);
+        if childinfo {
+            s.out.raw(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+        }
+        s.out.crlf();
+        if return_status && selected {
+            write_status(&mut s.out, m, &req.status_items, utf8);
+        }
     }
     Ok(Reply::ok(format!("{verb} completed")))
 }
@@ -74,6 +137,7 @@ pub async fn list(
 /// INBOX matches in any case.
 pub fn matches(pattern: &str, name: &str) -> bool {
     let pattern = if pattern.len() >= 5
+        && pattern.is_char_boundary(5)
         && pattern[..5].eq_ignore_ascii_case("INBOX")
         && (name == "INBOX" || name.starts_with("INBOX/"))
     {
@@ -84,29 +148,17 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     glob(pattern.as_bytes(), name.as_bytes())
 }
 
+/// Recursive matching; `%` may not cross "/". Patterns are short, names shallow.
 fn glob(p: &[u8], n: &[u8]) -> bool {
-    // Iterative matching with backtracking to the last wildcard; `%` may not cross "/".
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize, bool)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'*' || p[pi] == b'%') {
-            star = Some((pi, ni, p[pi] == b'%'));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn, percent)) = star {
-            if percent && n[sn] == b'/' {
-                return false;
-            }
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1, percent));
-        } else {
-            return false;
+    match p.first() {
+        None => n.is_empty(),
+        Some(b'*') => (0..=n.len()).any(|i| glob(&p[1..], &n[i..])),
+        Some(b'%') => {
+            let limit = n.iter().position(|&b| b == b'/').unwrap_or(n.len());
+            (0..=limit).any(|i| glob(&p[1..], &n[i..]))
         }
+        Some(&c) => n.first() == Some(&c) && glob(&p[1..], &n[1..]),
     }
-    p[pi..].iter().all(|&c| c == b'*' || c == b'%')
 }
 
 #[cfg(test)]
@@ -126,5 +178,7 @@ mod tests {
         assert!(matches("A*4", "Archive/2024"));
         assert!(!matches("A%4", "Archive/2024"));
         assert!(matches("%/%", "Archive/2024"));
+        assert!(matches("*/%", "a/b/c"));
+        assert!(!matches("%", "a/b"));
     }
 }
