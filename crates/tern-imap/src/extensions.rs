@@ -8,6 +8,13 @@
 //!   RETURN (CHILDREN STATUS (MESSAGES))`. The whole command is parsed here and the
 //!   codec is given a plain `LIST "" ""`.
 //!
+//! - SAVEDATE (RFC 8514): the FETCH item `SAVEDATE` (read as UID, flagged in
+//!   [`Extra::savedate`]) and the SEARCH keys `SAVEDBEFORE`/`SAVEDON`/`SAVEDSINCE
+//!   <date>` and `SAVEDATESUPPORTED`, rewritten to `HEADER "<KEY> " <date>`: a header
+//!   name with a space, which no real header field can have (RFC 5322 §3.6.8), so
+//!   search.rs can tell them apart ([`SAVED_KEY_PREFIXES`]).
+//! - SEARCHRES (RFC 5182): `$` is replaced by the saved result in [`substitute_saved`].
+//!
 //! Each is removed from the command bytes and returned in [`Extra`], and the rest is a
 //! command the codec knows.
 
@@ -25,6 +32,118 @@ pub struct Extra {
     pub create_use: Option<Vec<String>>,
     /// An extended LIST, parsed whole.
     pub list: Option<ListRequest>,
+    /// FETCH asked for SAVEDATE (RFC 8514 §4).
+    pub savedate: bool,
+}
+
+/// The SAVEDATE search keys, as the header names they are rewritten to.
+pub const SAVED_KEY_PREFIXES: [&str; 4] = ["SAVEDBEFORE ", "SAVEDON ", "SAVEDSINCE ", "SAVEDATESUPPORTED "];
+
+/// Calls `f` on every atom outside quoted strings and literals, with the byte offset
+/// where it starts; `f` returns a replacement or `None`. Returns the new command if
+/// anything was replaced.
+fn rewrite_atoms(command: &[u8], mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(command.len() + 32);
+    let mut changed = false;
+    let mut i = 0;
+    let n = command.len();
+    while i < n {
+        match command[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < n && command[i] != b'"' {
+                    i += if command[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(n);
+                out.extend_from_slice(&command[start..i]);
+            }
+            b'{' => {
+                // A literal: copy its announcement and its bytes untouched.
+                let start = i;
+                let Some(close) = command[i..].iter().position(|&b| b == b'}') else {
+                    out.extend_from_slice(&command[i..]);
+                    break;
+                };
+                let digits: String = command[i..i + close]
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .map(|&b| b as char)
+                    .collect();
+                let len: usize = digits.parse().unwrap_or(0);
+                let mut end = i + close + 1;
+                if command.get(end) == Some(&b'\r') {
+                    end += 1;
+                }
+                if command.get(end) == Some(&b'\n') {
+                    end += 1;
+                }
+                end = (end + len).min(n);
+                out.extend_from_slice(&command[start..end]);
+                i = end;
+            }
+            b' ' | b'(' | b')' | b'\r' | b'\n' => {
+                out.push(command[i]);
+                i += 1;
+            }
+            _ => {
+                let start = i;
+                while i < n && !b" ()\"\r\n{".contains(&command[i]) {
+                    i += 1;
+                }
+                match f(&command[start..i]) {
+                    Some(replacement) => {
+                        changed = true;
+                        out.extend_from_slice(&replacement);
+                    }
+                    None => out.extend_from_slice(&command[start..i]),
+                }
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The verb of a command (after the tag and an optional `UID`), upper-cased, and
+/// whether it is a UID command.
+pub fn verb_of(command: &[u8]) -> (String, bool) {
+    let mut words = command
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .filter(|w| !w.is_empty())
+        .skip(1);
+    let first = words.next().unwrap_or_default();
+    if first.eq_ignore_ascii_case(b"UID") {
+        (upper(words.next().unwrap_or_default()), true)
+    } else {
+        (upper(first), false)
+    }
+}
+
+/// SEARCHRES (RFC 5182 §2.1): replaces `$` with the saved search result. In SEARCH it
+/// becomes the criterion `UID <set>`; elsewhere the UID set, turning a sequence-number
+/// command into its UID form so expunges in between cannot shift what `$` means.
+/// `saved` is the saved UIDs still in the mailbox.
+pub fn substitute_saved(command: &[u8], saved: &[u32]) -> Option<Vec<u8>> {
+    let (verb, uid) = verb_of(command);
+    // An empty result matches nothing; no message has UID 4294967295 in practice
+    // (UIDs are assigned from 1 upwards, RFC 9051 §2.3.1.1).
+    let set = if saved.is_empty() {
+        "4294967295".to_string()
+    } else {
+        crate::response::sequence_set(saved)
+    };
+    let searching = matches!(verb.as_str(), "SEARCH" | "SORT" | "THREAD");
+    let replaced = rewrite_atoms(command, |atom| {
+        (atom == b"$").then(|| if searching { format!("UID {set}") } else { set.clone() }.into_bytes())
+    })?;
+    if searching || uid {
+        return Some(replaced);
+    }
+    let tag_end = replaced.iter().position(|&b| b == b' ')?;
+    let mut with_uid = replaced[..tag_end].to_vec();
+    with_uid.extend_from_slice(b" UID");
+    with_uid.extend_from_slice(&replaced[tag_end..]);
+    Some(with_uid)
 }
 
 /// LIST with its extended options (RFC 5258 §3).
@@ -204,7 +323,31 @@ pub fn lift(command: &[u8]) -> (Cow<'_, [u8]>, Extra) {
     let Some(verb) = words.get(verb_at) else {
         return (Cow::Borrowed(command), extra);
     };
-    if verb.eq_ignore_ascii_case(b"SEARCH") {
+    if verb.eq_ignore_ascii_case(b"SEARCH")
+        || verb.eq_ignore_ascii_case(b"SORT")
+        || verb.eq_ignore_ascii_case(b"THREAD")
+    {
+        let saved_keys = rewrite_atoms(command, |atom| {
+            let key = upper(atom);
+            match key.as_str() {
+                "SAVEDBEFORE" | "SAVEDON" | "SAVEDSINCE" => Some(format!("HEADER \"{key} \"").into_bytes()),
+                "SAVEDATESUPPORTED" => Some(b"HEADER \"SAVEDATESUPPORTED \" \"\"".to_vec()),
+                _ => None,
+            }
+        });
+        if let Some(rewritten) = saved_keys {
+            let (rest, more) = lift(&rewritten);
+            return (Cow::Owned(rest.into_owned()), more);
+        }
+    }
+    if verb.eq_ignore_ascii_case(b"FETCH") {
+        if let Some(rewritten) = rewrite_atoms(command, |atom| {
+            atom.eq_ignore_ascii_case(b"SAVEDATE").then(|| b"UID".to_vec())
+        }) {
+            extra.savedate = true;
+            return (Cow::Owned(rewritten), extra);
+        }
+    } else if verb.eq_ignore_ascii_case(b"SEARCH") {
         // The offset of what follows "SEARCH ".
         let after: usize = words[..=verb_at].iter().map(|w| w.len() + 1).sum();
         if after <= command.len() && starts_with_ci(&command[after..], b"RETURN (") {
@@ -292,6 +435,30 @@ mod tests {
         assert_eq!(extra.list.expect("plain").patterns, [b"*".to_vec()]);
         let (_, extra) = lift(b"a LIST \"\" * RETURN\r\n");
         assert!(extra.list.is_none(), "malformed: left to the codec, which says BAD");
+    }
+
+    #[test]
+    fn savedate_and_searchres_syntax() {
+        let (rest, extra) = lift(b"a UID FETCH 1:* (FLAGS SAVEDATE)\r\n");
+        assert_eq!(&*rest, b"a UID FETCH 1:* (FLAGS UID)\r\n");
+        assert!(extra.savedate);
+        let (rest, _) = lift(b"a SEARCH SAVEDSINCE 1-Feb-2026 SUBJECT \"savedon\"\r\n");
+        assert_eq!(
+            &*rest,
+            b"a SEARCH HEADER \"SAVEDSINCE \" 1-Feb-2026 SUBJECT \"savedon\"\r\n"
+        );
+        let (rest, extra) = lift(b"a SEARCH RETURN (SAVE) SAVEDATESUPPORTED\r\n");
+        assert_eq!(&*rest, b"a SEARCH HEADER \"SAVEDATESUPPORTED \" \"\"\r\n");
+        assert_eq!(extra.search_return, Some(vec!["SAVE".to_string()]));
+        assert_eq!(
+            substitute_saved(b"a FETCH $ FLAGS\r\n", &[3, 4, 9]).as_deref(),
+            Some(&b"a UID FETCH 3:4,9 FLAGS\r\n"[..])
+        );
+        assert_eq!(
+            substitute_saved(b"a SEARCH $ UNSEEN\r\n", &[]).as_deref(),
+            Some(&b"a SEARCH UID 4294967295 UNSEEN\r\n"[..])
+        );
+        assert_eq!(substitute_saved(b"a STORE 1 +FLAGS ($x \"$\")\r\n", &[1]), None);
     }
 
     #[test]

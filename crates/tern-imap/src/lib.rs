@@ -17,6 +17,7 @@
 
 mod body;
 mod commands;
+mod decode;
 mod extensions;
 mod framing;
 #[cfg(feature = "fuzzing")]

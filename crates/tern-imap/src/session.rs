@@ -127,6 +127,8 @@ pub struct Session {
     pub bus: broadcast::Receiver<ChangeEvent>,
     /// The tag of the command being run (ESEARCH repeats it, RFC 4731 §3.1).
     pub current_tag: String,
+    /// SEARCHRES: the result saved by `SEARCH RETURN (SAVE)`, as UIDs (RFC 5182 §2.1).
+    pub saved: Vec<tern_store::Uid>,
     bad_commands: u32,
 }
 
@@ -153,6 +155,7 @@ pub async fn run(server: Arc<ImapServer>, conn: Connection, ctx: ConnContext) {
         qresync: false,
         server,
         current_tag: String::new(),
+        saved: Vec::new(),
         bad_commands: 0,
     };
     if let Err(e) = session.serve().await {
@@ -246,6 +249,21 @@ impl Session {
 
     /// Parses and runs one command.
     async fn command(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        // SEARCHRES: `$` stands for the saved result (RFC 5182 §2.1), as far as those
+        // messages are still in the mailbox.
+        let substituted = match &self.state {
+            State::Selected(_, view) if bytes.contains(&b'$') => {
+                let saved: Vec<tern_store::Uid> = self
+                    .saved
+                    .iter()
+                    .copied()
+                    .filter(|u| view.seq_of(*u).is_some())
+                    .collect();
+                crate::extensions::substitute_saved(bytes, &saved)
+            }
+            _ => None,
+        };
+        let bytes = substituted.as_deref().unwrap_or(bytes);
         let (bytes, extra) = crate::extensions::lift(bytes);
         let parsed = CommandCodec::default().decode(&bytes);
         let command = match parsed {
@@ -388,7 +406,7 @@ impl Session {
                 modifiers,
             } => {
                 selected_only(self)?;
-                commands::fetch::fetch(self, sequence_set, macro_or_item_names, uid, modifiers).await
+                commands::fetch::fetch(self, sequence_set, macro_or_item_names, uid, modifiers, extra.savedate).await
             }
             C::Store {
                 sequence_set,
@@ -473,7 +491,7 @@ impl Session {
         } else {
             caps.push_str(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC SPECIAL-USE CREATE-SPECIAL-USE CHILDREN \
-                 ESEARCH STATUS=SIZE UTF8=ACCEPT",
+                 LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE",
             );
             caps.push_str(&format!(" APPENDLIMIT={}", self.server.config.max_message_size));
         }

@@ -33,6 +33,9 @@ enum Item {
     BodyStructure,
     ModSeq,
     Section(SectionItem),
+    /// BINARY.SIZE[part] (RFC 3516 §4.2).
+    BinarySize(Vec<u32>),
+    SaveDate,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,8 @@ struct SectionItem {
     partial: Option<(u32, u32)>,
     /// Fetching it sets \Seen (BODY[…] and RFC822 without PEEK).
     sets_seen: bool,
+    /// BINARY[…]: the transfer encoding is undone (RFC 3516).
+    binary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -62,8 +67,14 @@ pub async fn fetch(
     names: MacroOrMessageDataItemNames<'_>,
     uid: bool,
     modifiers: Vec<FetchModifier>,
+    savedate: bool,
 ) -> Result {
     let mut items = items_of(names)?;
+    if savedate {
+        // RFC 8514 §4; the codec read the item as UID (extensions.rs), which stays when
+        // the client asked for it too.
+        items.push(Item::SaveDate);
+    }
     let mut changed_since = None;
     let mut vanished = false;
     for m in modifiers {
@@ -79,6 +90,8 @@ pub async fn fetch(
     if changed_since.is_some() {
         s.condstore = true;
     }
+    let mut uid_seen = false;
+    items.retain(|i| !matches!(i, Item::Uid) || !std::mem::replace(&mut uid_seen, true));
     if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
         items.insert(0, Item::Uid);
     }
@@ -113,10 +126,15 @@ pub async fn fetch(
                 .crlf();
         }
     }
-    let wants_metadata = items
+    let wants_metadata = items.iter().any(|i| {
+        matches!(
+            i,
+            Item::Envelope | Item::Body | Item::BodyStructure | Item::Section(_) | Item::BinarySize(_)
+        )
+    });
+    let wants_bytes = items
         .iter()
-        .any(|i| matches!(i, Item::Envelope | Item::Body | Item::BodyStructure | Item::Section(_)));
-    let wants_bytes = items.iter().any(|i| matches!(i, Item::Section(_)));
+        .any(|i| matches!(i, Item::Section(_) | Item::BinarySize(_)));
     let sets_seen = !read_only && items.iter().any(|i| matches!(i, Item::Section(x) if x.sets_seen));
     let mut missing = false;
     for chunk in uids.chunks(BATCH) {
@@ -243,6 +261,9 @@ async fn write_message(
             Item::ModSeq => {
                 s.out.raw(b"MODSEQ (").num(m.modseq).raw(b")");
             }
+            Item::SaveDate => {
+                s.out.raw(b"SAVEDATE ").text(&crate::response::date_time(m.save_date));
+            }
             Item::Envelope => {
                 s.out.raw(b"ENVELOPE ");
                 body::envelope(&mut s.out, &meta.envelope, utf8);
@@ -254,6 +275,27 @@ async fn write_message(
             Item::BodyStructure => {
                 s.out.raw(b"BODYSTRUCTURE ");
                 body::structure(&mut s.out, &meta.body, true, utf8);
+            }
+            Item::BinarySize(path) => {
+                let Some(raw) = &raw else { continue };
+                let bytes = match raw {
+                    Raw::Bytes(b) => binary_bytes(b, meta, path)?,
+                    Raw::File(p) => {
+                        let b = tokio::fs::read(p).await.map_err(|e| {
+                            Reply::from(tern_store::StoreError::Io {
+                                context: p.display().to_string(),
+                                source: e,
+                            })
+                        })?;
+                        binary_bytes(&b, meta, path)?
+                    }
+                };
+                let label: Vec<String> = path.iter().map(u32::to_string).collect();
+                s.out
+                    .raw(b"BINARY.SIZE[")
+                    .text(&label.join("."))
+                    .raw(b"] ")
+                    .num(bytes.len());
             }
             Item::Section(section) => {
                 let Some(raw) = &raw else { continue };
@@ -281,7 +323,11 @@ async fn write_message(
                     }
                     Raw::Bytes(bytes) => bytes,
                 };
-                let bytes = section_bytes(raw, meta, section);
+                let bytes = if section.binary {
+                    Cow::Owned(binary_bytes(raw, meta, &section.path)?)
+                } else {
+                    section_bytes(raw, meta, section)
+                };
                 let bytes = match section.partial {
                     // RFC 9051 §6.4.5: <origin.count>; the response names the origin.
                     Some((origin, count)) => {
@@ -293,10 +339,14 @@ async fn write_message(
                     None => bytes,
                 };
                 s.out.raw(b" ");
-                match bytes.is_empty() && section_is_missing(meta, section) {
-                    true => s.out.raw(b"NIL"),
-                    false => s.out.literal(&bytes),
-                };
+                if bytes.is_empty() && section_is_missing(meta, section) {
+                    s.out.raw(b"NIL");
+                } else if section.binary && bytes.contains(&0) {
+                    // RFC 3516 §4.2: binary content goes in a literal8.
+                    s.out.raw(b"~").literal(&bytes);
+                } else {
+                    s.out.literal(&bytes);
+                }
             }
         }
     }
@@ -334,6 +384,22 @@ async fn stream_file(s: &mut Session, path: &std::path::Path) -> Result<()> {
             _ => return Err(Reply::already_sent()),
         }
     }
+}
+
+/// BINARY[path] (RFC 3516 §4.1): the part's content with its transfer encoding
+/// undone; the whole message as it is for an empty path.
+fn binary_bytes(raw: &[u8], meta: &MessageMetadata, path: &[u32]) -> Result<Vec<u8>> {
+    if path.is_empty() {
+        return Ok(raw.to_vec());
+    }
+    let Some(part) = body::find_part(&meta.body, path) else {
+        return Ok(Vec::new());
+    };
+    let content = raw
+        .get(part.body_offset as usize..(part.end_offset as usize).min(raw.len()))
+        .unwrap_or_default();
+    crate::decode::decode(&part.encoding, content)
+        .ok_or_else(|| Reply::no(format!("Unknown Content-Transfer-Encoding {}", part.encoding)).code("UNKNOWN-CTE"))
 }
 
 fn section_is_missing(meta: &MessageMetadata, section: &SectionItem) -> bool {
@@ -422,6 +488,7 @@ fn item_of(name: MessageDataItemName<'_>) -> Result<Item> {
             kind: SectionKind::Full,
             partial: None,
             sets_seen: true,
+            binary: false,
         }),
         N::Rfc822Header => Item::Section(SectionItem {
             label: "RFC822.HEADER".into(),
@@ -429,6 +496,7 @@ fn item_of(name: MessageDataItemName<'_>) -> Result<Item> {
             kind: SectionKind::Header,
             partial: None,
             sets_seen: false,
+            binary: false,
         }),
         N::Rfc822Text => Item::Section(SectionItem {
             label: "RFC822.TEXT".into(),
@@ -436,6 +504,7 @@ fn item_of(name: MessageDataItemName<'_>) -> Result<Item> {
             kind: SectionKind::Text,
             partial: None,
             sets_seen: true,
+            binary: false,
         }),
         N::BodyExt { section, partial, peek } => {
             let (path, kind, spec) = section_of(section.as_ref());
@@ -445,11 +514,22 @@ fn item_of(name: MessageDataItemName<'_>) -> Result<Item> {
                 kind,
                 partial: partial.map(|(o, c)| (o, c.get())),
                 sets_seen: !peek,
+                binary: false,
             })
         }
-        N::Binary { .. } | N::BinarySize { .. } => {
-            return Err(Reply::bad("BINARY is not supported by this server"));
+        N::Binary { section, partial, peek } => {
+            let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+            let spec = path.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+            Item::Section(SectionItem {
+                label: format!("BINARY[{spec}]"),
+                path,
+                kind: SectionKind::Full,
+                partial: partial.map(|(o, c)| (o, c.get())),
+                sets_seen: !peek,
+                binary: true,
+            })
         }
+        N::BinarySize { section } => Item::BinarySize(section.iter().map(|n| n.get()).collect()),
     })
 }
 

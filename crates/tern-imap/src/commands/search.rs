@@ -105,8 +105,34 @@ pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, e
         .filter_map(|(_, u)| facts.summaries.get(u).map(|m| m.modseq))
         .max();
     let tag = s.current_tag.clone();
+    let mut options = extra.search_return.or_else(|| s.rev2.then(Vec::new));
+    if let Some(opts) = options.as_mut()
+        && let Some(at) = opts.iter().position(|o| o == "SAVE")
+    {
+        opts.remove(at);
+        // RFC 5182 §2.4: with MIN or MAX, only those are saved.
+        let uids: Vec<Uid> = matched.iter().map(|&(_, u)| u).collect();
+        let (min, max) = (opts.iter().any(|o| o == "MIN"), opts.iter().any(|o| o == "MAX"));
+        s.saved = if min || max {
+            let mut picked = Vec::new();
+            if min {
+                picked.extend(uids.first());
+            }
+            if max {
+                picked.extend(uids.last());
+            }
+            picked.dedup();
+            picked
+        } else {
+            uids
+        };
+        if opts.is_empty() {
+            // SAVE alone: nothing is returned, only remembered.
+            return Ok(Reply::ok("SEARCH completed; result saved"));
+        }
+    }
     let out = &mut s.out;
-    match extra.search_return.or_else(|| s.rev2.then(Vec::new)) {
+    match options {
         None => {
             out.raw(b"* SEARCH");
             for n in &numbers {
@@ -178,11 +204,20 @@ fn needs_of(key: &SearchKey<'_>, needs: &mut Needs) {
         }
         K::Bcc(_) | K::Cc(_) | K::From(_) | K::To(_) | K::Subject(_) => needs.metadata = true,
         K::SentBefore(_) | K::SentOn(_) | K::SentSince(_) => needs.metadata = true,
+        K::Header(name, _) if saved_key(name).is_some() => {}
         K::Header(..) => needs.headers = true,
         K::Body(q) => needs.text.push((TextField::Body, text_of(q))),
         K::Text(q) => needs.text.push((TextField::Text, text_of(q))),
         _ => {}
     }
+}
+
+/// Which SAVEDATE key a rewritten HEADER key stands for.
+fn saved_key(name: &impl AsRef<[u8]>) -> Option<&'static str> {
+    let name = name.as_ref();
+    crate::extensions::SAVED_KEY_PREFIXES
+        .into_iter()
+        .find(|p| p.as_bytes().eq_ignore_ascii_case(name))
 }
 
 fn uses_modseq(key: &SearchKey<'_>) -> bool {
@@ -267,6 +302,18 @@ fn eval(key: &SearchKey<'_>, uid: Uid, f: &Facts, view: &crate::view::View) -> b
             let subject = md.subject.as_deref().or(md.envelope.subject.as_deref()).unwrap_or("");
             contains_ci(subject, &text_of(q))
         }),
+        K::Header(name, value) if saved_key(name).is_some() => {
+            // SAVEDATE keys (RFC 8514 §4.2), rewritten by extensions.rs.
+            let date = chrono::NaiveDate::parse_from_str(text_of(value).trim(), "%d-%b-%Y").ok();
+            let saved = day(m.save_date);
+            match (saved_key(name), date) {
+                (Some("SAVEDATESUPPORTED "), _) => true,
+                (Some("SAVEDBEFORE "), Some(d)) => saved < d,
+                (Some("SAVEDON "), Some(d)) => saved == d,
+                (Some("SAVEDSINCE "), Some(d)) => saved >= d,
+                _ => false,
+            }
+        }
         K::Header(name, value) => f.headers.get(&uid).is_some_and(|h| {
             let name = text_of(name);
             let value = text_of(value);

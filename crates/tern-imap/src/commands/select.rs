@@ -37,6 +37,8 @@ pub async fn select(
         }
     };
     s.state = State::Authenticated(account_record.clone());
+    // RFC 5182 §2.1: the saved search result does not survive a mailbox change.
+    s.saved.clear();
     let mut qresync = None;
     for p in &parameters {
         match p {
@@ -143,6 +145,7 @@ pub async fn close(s: &mut Session, expunge: bool) -> Result {
         return Err(Reply::bad("No mailbox is selected"));
     };
     let (id, read_only) = (view.id(), view.read_only);
+    s.saved.clear();
     s.state = State::Authenticated(account);
     if expunge && !read_only {
         s.store.expunge(id, Expunge::AllDeleted).await?;

@@ -177,6 +177,17 @@ impl Client {
         }
     }
 
+    /// Reads exactly `n` bytes (a literal's content).
+    pub async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(30), self.reader.read_exact(&mut buf))
+            .await
+            .expect("literal in time")
+            .expect("literal");
+        buf
+    }
+
     /// Sends `tag …` and returns every line up to and including the tagged one.
     pub async fn run(&mut self, command: &str) -> Vec<String> {
         let tag = command.split(' ').next().expect("tag").to_string();
