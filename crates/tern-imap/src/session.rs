@@ -104,6 +104,21 @@ impl From<StoreError> for Reply {
     }
 }
 
+/// RFC 9051 §6.4.4: US-ASCII and UTF-8 are what Tern searches in; others get
+/// BADCHARSET.
+fn check_charset(charset: &imap_codec::imap_types::core::Charset<'_>) -> Result<()> {
+    use imap_codec::imap_types::core::Charset;
+    let name = match charset {
+        Charset::Atom(a) => a.inner().to_ascii_uppercase(),
+        Charset::Quoted(q) => q.inner().to_ascii_uppercase(),
+    };
+    if name == "UTF-8" || name == "US-ASCII" {
+        Ok(())
+    } else {
+        Err(Reply::no(format!("Charset {name} is not supported")).code("BADCHARSET (UTF-8 US-ASCII)"))
+    }
+}
+
 /// One connection.
 pub struct Session {
     pub server: Arc<ImapServer>,
@@ -385,19 +400,30 @@ impl Session {
             }
             C::Search { criteria, uid, charset } => {
                 selected_only(self)?;
-                // RFC 9051 §6.4.4: US-ASCII and UTF-8 are what Tern searches in.
-                if let Some(charset) = charset {
-                    let name = match &charset {
-                        imap_codec::imap_types::core::Charset::Atom(a) => a.inner().to_ascii_uppercase(),
-                        imap_codec::imap_types::core::Charset::Quoted(q) => q.inner().to_ascii_uppercase(),
-                    };
-                    if name != "UTF-8" && name != "US-ASCII" {
-                        return Err(
-                            Reply::no(format!("Charset {name} is not supported")).code("BADCHARSET (UTF-8 US-ASCII)")
-                        );
-                    }
+                if let Some(charset) = &charset {
+                    check_charset(charset)?;
                 }
                 commands::search::search(self, criteria, uid, extra).await
+            }
+            C::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                selected_only(self)?;
+                check_charset(&charset)?;
+                commands::sort::sort(self, sort_criteria, search_criteria, uid).await
+            }
+            C::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                selected_only(self)?;
+                check_charset(&charset)?;
+                commands::sort::thread(self, algorithm, search_criteria, uid).await
             }
             C::Fetch {
                 sequence_set,
@@ -491,7 +517,8 @@ impl Session {
         } else {
             caps.push_str(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC SPECIAL-USE CREATE-SPECIAL-USE CHILDREN \
-                 LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE",
+                 LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES SORT SORT=DISPLAY THREAD=REFERENCES \
+                 THREAD=ORDEREDSUBJECT STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE",
             );
             caps.push_str(&format!(" APPENDLIMIT={}", self.server.config.max_message_size));
         }

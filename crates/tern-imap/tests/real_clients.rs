@@ -642,7 +642,7 @@ async fn mbsync_mirrors_the_account_and_syncs_changes_both_ways() {
         "Your receipt",
         "Thanks for your order.",
     ));
-    add_local_message(&mail.join("Receipts"), "1780000001.P1Q2.laptop", &receipt);
+    add_local_message(&mail.join("Receipts 2026"), "1780000001.P1Q2.laptop", &receipt);
     // On Tern: new mail, a flag set and an expunge by another IMAP client, a new folder.
     let delivered = message("tern.1@example.org", "Arrived meanwhile", "Delivered by SMTP.");
     server.deliver(vec![delivered.clone()]).await;
@@ -695,11 +695,11 @@ async fn mbsync_mirrors_the_account_and_syncs_changes_both_ways() {
     assert!(!tern_work.contains_key(&message_id(&work[2])), "expunged on Tern");
     assert_eq!(tern_work.len(), 2);
 
-    let tern_receipts = tern_messages(&server, "Receipts").await;
+    let tern_receipts = tern_messages(&server, "Receipts 2026").await;
     assert_mirrored(
-        "Receipts",
+        "Receipts 2026",
         &tern_receipts,
-        &maildir_messages(&mail.join("Receipts")),
+        &maildir_messages(&mail.join("Receipts 2026")),
         same,
     );
     assert_eq!(same(&tern_receipts["<receipt.1@shop.example>"].raw), receipt);
@@ -802,7 +802,7 @@ async fn offlineimap_mirrors_the_account_and_picks_up_changes() {
     let work = corpus(23, 2, 2_000);
     fill_mailbox(
         &server,
-        "Projects/Work",
+        "Old Mail/2025 Q1",
         &[
             (work[0].clone(), SystemFlags::empty()),
             (work[1].clone(), SystemFlags::SEEN),
@@ -825,13 +825,13 @@ async fn offlineimap_mirrors_the_account_and_picks_up_changes() {
     assert_mirrored("INBOX", &tern_messages(&server, "INBOX").await, &local_inbox, same);
     assert_eq!(local_inbox[&message_id(&inbox[0])].flags, "S");
     assert_eq!(local_inbox[&message_id(&inbox[2])].flags, "F");
-    let local_work = maildir_messages(&mail.join("Projects.Work"));
+    let local_work = maildir_messages(&mail.join("Old Mail.2025 Q1"));
     for raw in &work {
         assert_arrived(raw, &local_work[&message_id(raw)], &[]);
     }
     assert_mirrored(
-        "Projects/Work",
-        &tern_messages(&server, "Projects/Work").await,
+        "Old Mail/2025 Q1",
+        &tern_messages(&server, "Old Mail/2025 Q1").await,
         &local_work,
         same,
     );
@@ -880,11 +880,11 @@ async fn offlineimap_mirrors_the_account_and_picks_up_changes() {
         String::from_utf8_lossy(&uploaded.raw)
     );
     assert_eq!(tern_inbox.len(), 6);
-    let tern_work = tern_messages(&server, "Projects/Work").await;
+    let tern_work = tern_messages(&server, "Old Mail/2025 Q1").await;
     assert_mirrored(
-        "Projects/Work",
+        "Old Mail/2025 Q1",
         &tern_work,
-        &maildir_messages(&mail.join("Projects.Work")),
+        &maildir_messages(&mail.join("Old Mail.2025 Q1")),
         same,
     );
     assert_eq!(

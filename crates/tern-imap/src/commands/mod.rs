@@ -12,6 +12,7 @@ pub mod list;
 pub mod mailbox;
 pub mod search;
 pub mod select;
+pub mod sort;
 pub mod status;
 pub mod store;
 

@@ -32,14 +32,18 @@ struct Facts {
     metadata: HashMap<Uid, MessageMetadata>,
     headers: HashMap<Uid, Vec<u8>>,
     text: HashMap<(TextField, String), Vec<Uid>>,
-    /// Sequence number of each UID and the largest ones, for sequence-set keys.
-    view_uids: Vec<Uid>,
 }
 
-pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, extra: Extra) -> Result {
+/// The messages matching every key, as (sequence number, UID) in mailbox order, with
+/// their summaries. Shared by SEARCH, SORT and THREAD.
+pub async fn evaluate(
+    s: &mut Session,
+    criteria: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<(Vec<(u32, Uid)>, HashMap<Uid, MessageSummary>)> {
     s.sync(uid, false).await?;
     let mut needs = Needs::default();
-    for key in criteria.as_ref() {
+    for key in criteria {
         needs_of(key, &mut needs);
     }
     let (mailbox, view_uids) = {
@@ -82,7 +86,6 @@ pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, e
         metadata,
         headers,
         text,
-        view_uids: view_uids.clone(),
     };
     let view = s.view()?;
     let mut matched: Vec<(u32, Uid)> = Vec::new();
@@ -90,11 +93,15 @@ pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, e
         if !facts.summaries.contains_key(&u) {
             continue;
         }
-        let seq = i as u32 + 1;
-        if criteria.as_ref().iter().all(|k| eval(k, u, &facts, view)) {
-            matched.push((seq, u));
+        if criteria.iter().all(|k| eval(k, u, &facts, view)) {
+            matched.push((i as u32 + 1, u));
         }
     }
+    Ok((matched, facts.summaries))
+}
+
+pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, extra: Extra) -> Result {
+    let (matched, summaries) = evaluate(s, criteria.as_ref(), uid).await?;
     let numbers: Vec<u32> = matched.iter().map(|&(seq, u)| if uid { u } else { seq }).collect();
     let uses_modseq = criteria.as_ref().iter().any(uses_modseq);
     if uses_modseq {
@@ -102,7 +109,7 @@ pub async fn search(s: &mut Session, criteria: Vec1<SearchKey<'_>>, uid: bool, e
     }
     let highest = matched
         .iter()
-        .filter_map(|(_, u)| facts.summaries.get(u).map(|m| m.modseq))
+        .filter_map(|(_, u)| summaries.get(u).map(|m| m.modseq))
         .max();
     let tag = s.current_tag.clone();
     let mut options = extra.search_return.or_else(|| s.rev2.then(Vec::new));
@@ -266,10 +273,7 @@ fn eval(key: &SearchKey<'_>, uid: Uid, f: &Facts, view: &crate::view::View) -> b
         K::Not(k) => !eval(k, uid, f, view),
         K::Or(a, b) => eval(a, uid, f, view) || eval(b, uid, f, view),
         K::All => true,
-        K::SequenceSet(set) => {
-            let _ = &f.view_uids;
-            resolve(view, set, false).binary_search(&uid).is_ok()
-        }
+        K::SequenceSet(set) => resolve(view, set, false).binary_search(&uid).is_ok(),
         K::Uid(set) => resolve(view, set, true).binary_search(&uid).is_ok(),
         K::Answered => has(SystemFlags::ANSWERED),
         K::Unanswered => !has(SystemFlags::ANSWERED),
