@@ -370,6 +370,9 @@ impl Session {
                 reference,
                 mailbox_wildcard,
             } => commands::list::list(self, reference, mailbox_wildcard, true, extra).await,
+            C::GetQuotaRoot { mailbox } => commands::quota::get_quota_root(self, mailbox).await,
+            C::GetQuota { root } => commands::quota::get_quota(self, root).await,
+            C::SetQuota { .. } => commands::quota::set_quota(self),
             C::Status { mailbox, item_names } => commands::status::status(self, mailbox, &item_names).await,
             C::Append {
                 mailbox,
@@ -518,7 +521,7 @@ impl Session {
             caps.push_str(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC SPECIAL-USE CREATE-SPECIAL-USE CHILDREN \
                  LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES SORT SORT=DISPLAY THREAD=REFERENCES \
-                 THREAD=ORDEREDSUBJECT STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE",
+                 THREAD=ORDEREDSUBJECT STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE QUOTA QUOTA=RES-STORAGE",
             );
             caps.push_str(&format!(" APPENDLIMIT={}", self.server.config.max_message_size));
         }

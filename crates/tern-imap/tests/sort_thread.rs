@@ -5,8 +5,16 @@ mod common;
 use common::{Client, Server};
 
 fn msg(id: &str, refs: &str, from: &str, subject: &str, date: &str, body: &str) -> Vec<u8> {
-    let refs = if refs.is_empty() { String::new() } else { format!("References: {refs}\r\nIn-Reply-To: {}\r\n", refs.split(' ').next_back().unwrap_or("")) };
-    format!("Message-ID: {id}\r\n{refs}From: {from}\r\nSubject: {subject}\r\nDate: {date}\r\n\r\n{body}\r\n").into_bytes()
+    let refs = if refs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "References: {refs}\r\nIn-Reply-To: {}\r\n",
+            refs.split(' ').next_back().unwrap_or("")
+        )
+    };
+    format!("Message-ID: {id}\r\n{refs}From: {from}\r\nSubject: {subject}\r\nDate: {date}\r\n\r\n{body}\r\n")
+        .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,15 +23,50 @@ async fn sort_and_thread_a_conversation() {
     server
         .deliver(vec![
             // 1: starts a thread
-            msg("<a@x>", "", "Zed <zed@example.org>", "Plans", "Mon, 23 Nov 2026 09:00:00 +0000", "x"),
+            msg(
+                "<a@x>",
+                "",
+                "Zed <zed@example.org>",
+                "Plans",
+                "Mon, 23 Nov 2026 09:00:00 +0000",
+                "x",
+            ),
             // 2: unrelated, earliest
-            msg("<b@x>", "", "Amy <amy@example.org>", "Budget", "Sun, 22 Nov 2026 09:00:00 +0000", "a longer body here"),
+            msg(
+                "<b@x>",
+                "",
+                "Amy <amy@example.org>",
+                "Budget",
+                "Sun, 22 Nov 2026 09:00:00 +0000",
+                "a longer body here",
+            ),
             // 3: reply to 1
-            msg("<c@x>", "<a@x>", "Amy <amy@example.org>", "Re: Plans", "Mon, 23 Nov 2026 10:00:00 +0000", "yy"),
+            msg(
+                "<c@x>",
+                "<a@x>",
+                "Amy <amy@example.org>",
+                "Re: Plans",
+                "Mon, 23 Nov 2026 10:00:00 +0000",
+                "yy",
+            ),
             // 4: reply to 3
-            msg("<d@x>", "<a@x> <c@x>", "Bob <bob@example.org>", "Re: Re: Plans", "Mon, 23 Nov 2026 11:00:00 +0000", "z"),
+            msg(
+                "<d@x>",
+                "<a@x> <c@x>",
+                "Bob <bob@example.org>",
+                "Re: Re: Plans",
+                "Mon, 23 Nov 2026 11:00:00 +0000",
+                "z",
+            ),
             // 5: second reply to 1
-            msg("<e@x>", "<a@x>", "Carl <carl@example.org>", "Re: Plans", "Mon, 23 Nov 2026 12:00:00 +0000", "w"),
+            msg(
+                "<e@x>",
+                "<a@x>",
+                "Carl <carl@example.org>",
+                "Re: Plans",
+                "Mon, 23 Nov 2026 12:00:00 +0000",
+                "w",
+            ),
         ])
         .await;
     let mut c = Client::login(server.addr).await;

@@ -56,6 +56,9 @@ async fn run(s: &mut Session, req: ListRequest, lsub: bool) -> Result {
         }
     }
     check_items(&req.status_items)?;
+    if req.status_items.iter().any(|i| i == "DELETED-STORAGE") {
+        return Err(Reply::bad("DELETED-STORAGE is available from STATUS, not from LIST"));
+    }
     let select_subscribed = lsub || req.selection.iter().any(|o| o == "SUBSCRIBED");
     let recursive = req.selection.iter().any(|o| o == "RECURSIVEMATCH");
     if recursive && !select_subscribed {
@@ -70,16 +73,16 @@ async fn run(s: &mut Session, req: ListRequest, lsub: bool) -> Result {
         s.out.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
         return Ok(Reply::ok(format!("{verb} completed")));
     }
-    // The reference is a prefix unless the pattern is absolute (RFC 9051 §6.3.9).
+    // The reference and the pattern are joined as they are (RFC 9051 §6.3.9's
+    // examples; Dovecot does the same, so `LIST "INBOX" *` also matches INBOX), unless
+    // the pattern is absolute.
     let full: Vec<String> = patterns
         .iter()
         .map(|p| {
-            if reference.is_empty() || p.starts_with('/') {
+            if p.starts_with('/') {
                 p.clone()
-            } else if reference.ends_with('/') {
-                format!("{reference}{p}")
             } else {
-                format!("{reference}/{p}")
+                format!("{reference}{p}")
             }
         })
         .collect();
@@ -127,7 +130,7 @@ async fn run(s: &mut Session, req: ListRequest, lsub: bool) -> Result {
         }
         s.out.crlf();
         if return_status && selected {
-            write_status(&mut s.out, m, &req.status_items, utf8);
+            write_status(&mut s.out, m, &req.status_items, utf8, 0);
         }
     }
     Ok(Reply::ok(format!("{verb} completed")))

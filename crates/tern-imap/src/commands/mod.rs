@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod idle;
 pub mod list;
 pub mod mailbox;
+pub mod quota;
 pub mod search;
 pub mod select;
 pub mod sort;

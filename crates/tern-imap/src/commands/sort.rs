@@ -79,7 +79,11 @@ fn compare(key: &SortKey, a: &Entry, b: &Entry) -> Ordering {
         SortKey::Arrival => a.summary.internal_date.cmp(&b.summary.internal_date),
         SortKey::Date => a.date().cmp(&b.date()),
         SortKey::Size => a.summary.size.cmp(&b.summary.size),
-        SortKey::Subject => a.meta.base_subject.to_lowercase().cmp(&b.meta.base_subject.to_lowercase()),
+        SortKey::Subject => a
+            .meta
+            .base_subject
+            .to_lowercase()
+            .cmp(&b.meta.base_subject.to_lowercase()),
         SortKey::From => mailbox_of(&a.meta.envelope.from).cmp(&mailbox_of(&b.meta.envelope.from)),
         SortKey::To => mailbox_of(&a.meta.envelope.to).cmp(&mailbox_of(&b.meta.envelope.to)),
         SortKey::Cc => mailbox_of(&a.meta.envelope.cc).cmp(&mailbox_of(&b.meta.envelope.cc)),
@@ -282,7 +286,10 @@ fn references(list: &[Entry]) -> Vec<Node> {
         }
     }
     fn build(c: usize, entry_of: &[Option<usize>], children: &[Vec<usize>]) -> Option<Node> {
-        let kids: Vec<Node> = children[c].iter().filter_map(|&k| build(k, entry_of, children)).collect();
+        let kids: Vec<Node> = children[c]
+            .iter()
+            .filter_map(|&k| build(k, entry_of, children))
+            .collect();
         match (entry_of[c], kids.len()) {
             // Step 4: empty containers without children go; those with children are
             // replaced by them, except at the root where more than one would be
@@ -305,7 +312,9 @@ fn references(list: &[Entry]) -> Vec<Node> {
     let mut by_subject: HashMap<String, usize> = HashMap::new();
     let mut gathered: Vec<Node> = Vec::new();
     for node in top {
-        let subject = first_entry(&node).map(|i| list[i].meta.base_subject.to_lowercase()).unwrap_or_default();
+        let subject = first_entry(&node)
+            .map(|i| list[i].meta.base_subject.to_lowercase())
+            .unwrap_or_default();
         if subject.is_empty() {
             gathered.push(node);
             continue;
@@ -319,7 +328,13 @@ fn references(list: &[Entry]) -> Vec<Node> {
                 } else if is_reply(&node) && !is_reply(existing) {
                     existing.children.push(node);
                 } else {
-                    let old = std::mem::replace(existing, Node { entry: None, children: Vec::new() });
+                    let old = std::mem::replace(
+                        existing,
+                        Node {
+                            entry: None,
+                            children: Vec::new(),
+                        },
+                    );
                     existing.children = vec![old, node];
                 }
             }

@@ -23,19 +23,33 @@ pub async fn status(s: &mut Session, mailbox: Mailbox<'_>, items: &[StatusDataIt
             StatusDataItemName::Deleted => "DELETED".to_string(),
             StatusDataItemName::Size => "SIZE".to_string(),
             StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ".to_string(),
-            other => format!("{other:?}").to_ascii_uppercase(),
+            StatusDataItemName::DeletedStorage => "DELETED-STORAGE".to_string(),
         })
         .collect();
     check_items(&items)?;
     if items.iter().any(|i| i == "HIGHESTMODSEQ") {
         s.condstore = true;
     }
-    write_status(&mut s.out, &m, &items, s.utf8);
+    // RFC 9208 §4.2.3 DELETED-STORAGE: what expunging would free, in 1024-octet units.
+    let deleted_storage = if items.iter().any(|i| i == "DELETED-STORAGE") {
+        let deleted: u64 = s
+            .store
+            .messages(m.id)
+            .await?
+            .iter()
+            .filter(|x| x.flags.is_deleted())
+            .map(|x| x.size)
+            .sum();
+        deleted.div_ceil(1024)
+    } else {
+        0
+    };
+    write_status(&mut s.out, &m, &items, s.utf8, deleted_storage);
     Ok(Reply::ok("STATUS completed"))
 }
 
 /// The STATUS items Tern answers.
-const ITEMS: [&str; 8] = [
+const ITEMS: [&str; 9] = [
     "MESSAGES",
     "RECENT",
     "UIDNEXT",
@@ -44,6 +58,7 @@ const ITEMS: [&str; 8] = [
     "DELETED",
     "SIZE",
     "HIGHESTMODSEQ",
+    "DELETED-STORAGE",
 ];
 
 pub fn check_items(items: &[String]) -> Result<()> {
@@ -54,7 +69,7 @@ pub fn check_items(items: &[String]) -> Result<()> {
 }
 
 /// `* STATUS name (ITEM n …)`.
-pub fn write_status(out: &mut Out, m: &tern_store::Mailbox, items: &[String], utf8: bool) {
+pub fn write_status(out: &mut Out, m: &tern_store::Mailbox, items: &[String], utf8: bool, deleted_storage: u64) {
     out.raw(b"* STATUS ");
     out.string(names::to_wire(&m.name, utf8).as_bytes(), utf8);
     out.raw(b" (");
@@ -72,6 +87,7 @@ pub fn write_status(out: &mut Out, m: &tern_store::Mailbox, items: &[String], ut
             "UNSEEN" => out.num(m.unseen),
             "DELETED" => out.num(m.deleted),
             "SIZE" => out.num(m.size),
+            "DELETED-STORAGE" => out.num(deleted_storage),
             _ => out.num(m.highest_modseq),
         };
     }
