@@ -92,6 +92,14 @@ impl Framer {
         self.state = State::Line { discarding: false };
     }
 
+    /// Hands over what was read but not framed (COMPRESS: it is compressed data, RFC
+    /// 4978 §3) and starts afresh.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let pending = std::mem::take(&mut self.pending);
+        self.discard_buffered();
+        pending
+    }
+
     /// Lets the announced literal come.
     pub fn accept_literal(&mut self) {
         if let State::AwaitingDecision { length } = self.state {

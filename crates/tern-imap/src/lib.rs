@@ -25,6 +25,7 @@ pub mod fuzzing;
 mod names;
 mod response;
 mod session;
+mod stream;
 mod view;
 
 use std::sync::Arc;

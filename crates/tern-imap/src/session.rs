@@ -11,7 +11,6 @@ use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use tern_net::listeners::{ConnContext, Connection};
 use tern_store::{Account, ChangeEvent, Store, StoreError};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
@@ -123,7 +122,7 @@ fn check_charset(charset: &imap_codec::imap_types::core::Charset<'_>) -> Result<
 pub struct Session {
     pub server: Arc<ImapServer>,
     pub store: Arc<dyn Store>,
-    pub conn: Option<Connection>,
+    pub conn: Option<crate::stream::Stream>,
     pub framer: Framer,
     pub out: Out,
     pub ctx: ConnContext,
@@ -161,7 +160,7 @@ pub async fn run(server: Arc<ImapServer>, conn: Connection, ctx: ConnContext) {
         out: Out::default(),
         peer: ctx.peer,
         tls: ctx.tls_active,
-        conn: Some(conn),
+        conn: Some(crate::stream::Stream::new(conn)),
         ctx,
         state: State::NotAuthenticated,
         rev2: false,
@@ -328,6 +327,10 @@ impl Session {
             C::Logout => return commands::any::logout(self),
             C::Id { parameters } => return commands::any::id(self, parameters),
             C::StartTLS => return commands::auth::starttls(self, tag).await,
+            C::Compress { .. } if matches!(self.state, State::NotAuthenticated) => {
+                return Err(Reply::bad("Log in first"));
+            }
+            C::Compress { .. } => return commands::compress::compress(self, tag).await,
             _ => {}
         }
         if matches!(self.state, State::NotAuthenticated) {
@@ -479,7 +482,7 @@ impl Session {
         };
         let timeout = self.server.config.write_timeout;
         let write = async {
-            conn.write_all(&self.out.buf).await?;
+            conn.send(&self.out.buf).await?;
             conn.flush().await
         };
         match tokio::time::timeout(timeout, write).await {
@@ -521,7 +524,7 @@ impl Session {
             caps.push_str(
                 " NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC SPECIAL-USE CREATE-SPECIAL-USE CHILDREN \
                  LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES SORT SORT=DISPLAY THREAD=REFERENCES \
-                 THREAD=ORDEREDSUBJECT STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE QUOTA QUOTA=RES-STORAGE",
+                 THREAD=ORDEREDSUBJECT STATUS=SIZE UTF8=ACCEPT BINARY SAVEDATE QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE",
             );
             caps.push_str(&format!(" APPENDLIMIT={}", self.server.config.max_message_size));
         }

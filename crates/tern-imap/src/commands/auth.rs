@@ -25,12 +25,12 @@ pub async fn starttls(s: &mut Session, tag: &str) -> Result {
     // Anything pipelined after STARTTLS came in the clear and must not be taken as if it
     // had come over TLS (RFC 9051 §6.2.1; CVE-2011-0411).
     s.framer.discard_buffered();
-    let Some(conn) = s.conn.take() else {
+    let Some(stream) = s.conn.take() else {
         return Err(Reply::already_sent());
     };
-    match conn.start_tls(config, s.ctx.tls_handshake_timeout).await {
+    match stream.conn.start_tls(config, s.ctx.tls_handshake_timeout).await {
         Ok(tls) => {
-            s.conn = Some(tls);
+            s.conn = Some(crate::stream::Stream::new(tls));
             s.tls = true;
         }
         Err(e) => tracing::debug!(peer = %s.peer, error = %e, "STARTTLS handshake failed"),

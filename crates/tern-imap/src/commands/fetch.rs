@@ -13,7 +13,7 @@ use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_codec::imap_types::sequence::SequenceSet;
 use tern_store::{FlagOp, Flags, MessageMetadata, MessageSummary, SystemFlags, Uid};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::{check_seq_range, resolve, set_contains};
 use crate::body;
@@ -379,7 +379,7 @@ async fn stream_file(s: &mut Session, path: &std::path::Path) -> Result<()> {
         let Some(conn) = s.conn.as_mut() else {
             return Err(Reply::already_sent());
         };
-        match tokio::time::timeout(timeout, conn.write_all(&buf[..n])).await {
+        match tokio::time::timeout(timeout, conn.send(&buf[..n])).await {
             Ok(Ok(())) => {}
             _ => return Err(Reply::already_sent()),
         }

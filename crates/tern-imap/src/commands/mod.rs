@@ -4,6 +4,7 @@
 pub mod any;
 pub mod append;
 pub mod auth;
+pub mod compress;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
