@@ -279,8 +279,8 @@ fn references(list: &[Entry]) -> Vec<Node> {
     let n = entry_of.len();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
-    for c in 0..n {
-        match parent[c] {
+    for (c, p) in parent.iter().enumerate().take(n) {
+        match *p {
             Some(p) => children[p].push(c),
             None => roots.push(c),
         }
@@ -323,9 +323,9 @@ fn references(list: &[Entry]) -> Vec<Node> {
             Some(&at) => {
                 let existing = &mut gathered[at];
                 let is_reply = |n: &Node| n.entry.is_some_and(|i| is_reply_subject(&list[i]));
-                if existing.entry.is_none() {
-                    existing.children.push(node);
-                } else if is_reply(&node) && !is_reply(existing) {
+                // RFC 5256 §2.2 step 5: a placeholder collects; a reply joins the
+                // original; otherwise both go under a new placeholder.
+                if existing.entry.is_none() || (is_reply(&node) && !is_reply(existing)) {
                     existing.children.push(node);
                 } else {
                     let old = std::mem::replace(
