@@ -88,3 +88,35 @@ async fn wrong_passwords_are_refused_and_plaintext_needs_tls_when_configured() {
     assert!(r.last().expect("reply").starts_with("a NO [PRIVACYREQUIRED]"), "{r:?}");
     strict.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_dropped_without_slowing_others() {
+    let config = ImapConfig {
+        write_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let server = Server::start_with(PlaintextPolicy::Loopback, config).await;
+    let body = vec![b'z'; 200_000];
+    let mut message = b"Subject: big\r\n\r\n".to_vec();
+    message.extend_from_slice(&body);
+    server.deliver(vec![message; 40]).await;
+    // The stuck client asks for 8 MB and never reads a byte of it.
+    let mut stuck = Client::login(server.addr).await;
+    stuck.run("s SELECT INBOX").await;
+    stuck.send(b"f FETCH 1:* BODY.PEEK[]\r\n").await;
+    // Meanwhile another client is served at once.
+    let started = std::time::Instant::now();
+    let mut other = Client::login(server.addr).await;
+    let r = other.run("s SELECT INBOX").await;
+    assert!(r.iter().any(|l| l == "* 40 EXISTS"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // After the write timeout the stuck one is disconnected: reading drains what was
+    // sent and then hits the end of the stream.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut total = 0usize;
+    while let Some(line) = stuck.line(Duration::from_secs(2)).await {
+        total += line.len();
+    }
+    assert!(total < 8_000_000, "the server gave up before sending everything ({total} bytes)");
+    server.stop().await;
+}
