@@ -211,6 +211,10 @@ impl<'de> Deserialize<'de> for PlaintextAuth {
     }
 }
 
+/// 64 MiB: above what the large providers accept (Gmail 25 MB sent, 50 MB received), so
+/// migrated mail always fits.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+
 /// `[limits]`: protection against a client (or a crowd) holding every socket.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
@@ -221,6 +225,9 @@ pub struct LimitsConfig {
     /// clients open several IMAP connections each, and a household or an
     /// office shares one address behind NAT, so this is not tiny.
     pub max_connections_per_ip: usize,
+    /// Largest message accepted, in bytes: IMAP APPEND (advertised as APPENDLIMIT,
+    /// RFC 7889) and, later, SMTP SIZE.
+    pub max_message_size: u64,
 }
 
 impl From<&LimitsConfig> for tern_net::listeners::Limits {
@@ -238,6 +245,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -564,6 +572,8 @@ impl Config {
             "max_connections_per_ip = {}",
             self.limits.max_connections_per_ip
         ));
+        line("# Largest message accepted, in bytes (IMAP APPEND; SMTP later).");
+        line(&format!("max_message_size = {}", self.limits.max_message_size));
         line("");
         line("[log]");
         line("# How much to log: \"error\", \"warn\", \"info\", \"debug\" or \"trace\".");
@@ -639,6 +649,13 @@ impl Config {
                     message: "must be at least 1 (0 would refuse every connection)".to_string(),
                 });
             }
+        }
+
+        if !(1024..=1 << 30).contains(&self.limits.max_message_size) {
+            return Err(ConfigErrorKind::InvalidValue {
+                key: "limits.max_message_size".to_string(),
+                message: "must be between 1024 and 1073741824 bytes (1 GiB)".to_string(),
+            });
         }
 
         if self.shutdown.grace_seconds > MAX_GRACE_SECONDS {
@@ -1070,6 +1087,7 @@ mod tests {
             "allow_plaintext",
             "max_connections",
             "max_connections_per_ip",
+            "max_message_size",
             "level",
             "backend",
             "grace_seconds",
@@ -1262,6 +1280,15 @@ mod tests {
         // HTTP alone needs no certificate.
         let (_dir, result) = load_text("hostname = \"a.example\"\n[listen]\nhttp = [\"127.0.0.1:0\"]\n");
         assert!(result.is_ok());
+    }
+
+    #[test]
+    fn message_size_limit_is_checked() {
+        let message = load_error("hostname = \"a.example\"\n[limits]\nmax_message_size = 10\n");
+        assert!(
+            message.contains("limits.max_message_size: must be between 1024 and 1073741824"),
+            "{message}"
+        );
     }
 
     #[test]

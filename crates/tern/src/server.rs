@@ -49,6 +49,7 @@ impl Services {
         let imap = tern_imap::ImapServer::new(
             tern_imap::ImapConfig {
                 hostname: config.hostname.clone(),
+                max_message_size: config.limits.max_message_size,
                 ..Default::default()
             },
             auth.clone(),
