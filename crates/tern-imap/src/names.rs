@@ -1,89 +1,10 @@
 //! Mailbox names on the wire.
 //!
 //! The store keeps names in UTF-8 with "/" as the hierarchy delimiter. IMAP4rev1
-//! clients send and expect "modified UTF-7" (RFC 3501 §5.1.3); IMAP4rev2 (RFC 9051
-//! §5.1) and UTF8=ACCEPT clients (RFC 6855 §3) use UTF-8 directly.
+//! clients send and expect modified UTF-7 (RFC 3501 §5.1.3, [`tern_store::utf7`]);
+//! IMAP4rev2 (RFC 9051 §5.1) and UTF8=ACCEPT clients (RFC 6855 §3) use UTF-8 directly.
 
-use base64::Engine as _;
-use base64::alphabet::Alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-
-/// RFC 3501 §5.1.3: base64 with "," instead of "/", no padding.
-fn engine() -> GeneralPurpose {
-    // The alphabet is a constant of 64 distinct printable characters; this cannot fail.
-    let alphabet = Alphabet::new("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
-        .unwrap_or(base64::alphabet::STANDARD);
-    GeneralPurpose::new(
-        &alphabet,
-        GeneralPurposeConfig::new()
-            .with_encode_padding(false)
-            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-            .with_decode_allow_trailing_bits(false),
-    )
-}
-
-/// Encodes a UTF-8 name for a client that speaks modified UTF-7.
-pub fn encode_utf7(name: &str) -> String {
-    let engine = engine();
-    let mut out = String::with_capacity(name.len());
-    let mut pending: Vec<u16> = Vec::new();
-    let flush = |pending: &mut Vec<u16>, out: &mut String| {
-        if !pending.is_empty() {
-            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
-            out.push('&');
-            out.push_str(&engine.encode(bytes));
-            out.push('-');
-            pending.clear();
-        }
-    };
-    for c in name.chars() {
-        if (' '..='~').contains(&c) {
-            flush(&mut pending, &mut out);
-            if c == '&' {
-                out.push_str("&-");
-            } else {
-                out.push(c);
-            }
-        } else {
-            let mut units = [0u16; 2];
-            pending.extend_from_slice(c.encode_utf16(&mut units));
-        }
-    }
-    flush(&mut pending, &mut out);
-    out
-}
-
-/// Decodes a modified UTF-7 name; `None` if it is not valid modified UTF-7.
-pub fn decode_utf7(name: &str) -> Option<String> {
-    let engine = engine();
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let end = after.find('-')?;
-        let encoded = &after[..end];
-        if encoded.is_empty() {
-            out.push('&');
-        } else {
-            let bytes = engine.decode(encoded).ok()?;
-            if bytes.len() % 2 != 0 {
-                return None;
-            }
-            let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
-            let decoded = String::from_utf16(&units).ok()?;
-            // Printable ASCII must not be encoded (RFC 3501 §5.1.3), so a name has one
-            // spelling only.
-            if decoded.chars().any(|c| (' '..='~').contains(&c)) {
-                return None;
-            }
-            out.push_str(&decoded);
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Some(out)
-}
+use tern_store::utf7;
 
 /// A name as the client sent it, in the store's form. INBOX is matched in any case
 /// (RFC 9051 §5.1).
@@ -92,7 +13,7 @@ pub fn from_wire(raw: &[u8], utf8: bool) -> Option<String> {
     let name = if utf8 {
         text.to_string()
     } else if text.is_ascii() {
-        decode_utf7(text)?
+        utf7::decode(text)?
     } else {
         return None;
     };
@@ -107,7 +28,7 @@ pub fn from_wire(raw: &[u8], utf8: bool) -> Option<String> {
 
 /// A store name as this client should see it.
 pub fn to_wire(name: &str, utf8: bool) -> String {
-    if utf8 { name.to_string() } else { encode_utf7(name) }
+    if utf8 { name.to_string() } else { utf7::encode(name) }
 }
 
 #[cfg(test)]
@@ -115,30 +36,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc_3501_examples_round_trip() {
-        // RFC 3501 §5.1.3's example.
-        assert_eq!(
-            encode_utf7("~peter/mail/台北/日本語"),
-            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
-        );
-        assert_eq!(
-            decode_utf7("~peter/mail/&U,BTFw-/&ZeVnLIqe-").as_deref(),
-            Some("~peter/mail/台北/日本語")
-        );
-        assert_eq!(encode_utf7("Tom & Jerry"), "Tom &- Jerry");
-        assert_eq!(decode_utf7("Tom &- Jerry").as_deref(), Some("Tom & Jerry"));
-        assert_eq!(encode_utf7("Entwürfe"), "Entw&APw-rfe");
-        assert_eq!(encode_utf7("😀"), "&2D3eAA-");
-        assert_eq!(decode_utf7("&2D3eAA-").as_deref(), Some("😀"));
-    }
-
-    #[test]
-    fn malformed_names_are_rejected() {
-        assert_eq!(decode_utf7("&U,BTFw"), None);
-        assert_eq!(decode_utf7("&AGE-"), None, "encoded ASCII 'a'");
-        assert_eq!(decode_utf7("&!!-"), None);
-        assert_eq!(from_wire("Grüße".as_bytes(), false), None);
+    fn names_from_and_to_the_wire() {
+        assert_eq!(from_wire(b"Entw&APw-rfe", false).as_deref(), Some("Entwürfe"));
+        assert_eq!(from_wire("Entwürfe".as_bytes(), true).as_deref(), Some("Entwürfe"));
+        assert_eq!(from_wire("Grüße".as_bytes(), false), None, "8-bit needs UTF-8 mode");
         assert_eq!(from_wire(b"inbox", false).as_deref(), Some("INBOX"));
         assert_eq!(from_wire(b"Inbox/Sub", false).as_deref(), Some("INBOX/Sub"));
+        assert_eq!(to_wire("Entwürfe", false), "Entw&APw-rfe");
+        assert_eq!(to_wire("Entwürfe", true), "Entwürfe");
     }
 }

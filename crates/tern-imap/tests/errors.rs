@@ -117,6 +117,9 @@ async fn a_client_that_stops_reading_is_dropped_without_slowing_others() {
     while let Some(line) = stuck.line(Duration::from_secs(2)).await {
         total += line.len();
     }
-    assert!(total < 8_000_000, "the server gave up before sending everything ({total} bytes)");
+    assert!(
+        total < 8_000_000,
+        "the server gave up before sending everything ({total} bytes)"
+    );
     server.stop().await;
 }

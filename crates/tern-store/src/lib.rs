@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod password;
 mod store;
 mod types;
+pub mod utf7;
 
 pub use address::{EmailAddress, normalise_domain};
 pub use blob::{BlobHash as ContentHash, hash as content_hash};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tern_imap::{ImapConfig, ImapServer};
 use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
 use tern_net::listeners::{Limits, ListenerSpec, Listeners, TlsMode};
-use tern_store::{EmbeddedStore, NewAccount, NewMessage, Store};
+use tern_store::{EmbeddedStore, NewMessage, Store};
 
 pub const USER: &str = "alice@example.test";
 pub const PASSWORD: &str = "correct horse";
@@ -30,16 +30,7 @@ impl Server {
 
     pub async fn start_with(policy: PlaintextPolicy, config: ImapConfig) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
-        store.create_domain("example.test").await.expect("domain");
-        store
-            .create_account(NewAccount {
-                address: USER.into(),
-                password_hash: Some(tern_store::password::hash(PASSWORD).expect("hash")),
-                ..Default::default()
-            })
-            .await
-            .expect("account");
+        let store = tern_testkit::accounts::store_with_account(&dir.path().join("store"), USER, PASSWORD).await;
         let shared: Arc<dyn Store> = Arc::new(store.clone());
         let limits = AuthLimits {
             failure_delay: Duration::from_millis(10),

@@ -260,73 +260,9 @@ fn folder_name(dir_name: &str) -> Result<String, String> {
         ));
     }
     let name = levels.join("/");
-    Ok(decode_modified_utf7(&name).unwrap_or(name))
-}
-
-/// Decodes IMAP modified UTF-7 (RFC 3501 §5.1.3). Returns `None` when the name has
-/// nothing to decode or is not valid modified UTF-7 (for instance a UTF-8 name with a
-/// literal `&`), so the caller keeps the name as it is.
-fn decode_modified_utf7(name: &str) -> Option<String> {
-    if !name.contains('&') || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return None;
-    }
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let end = after.find('-')?;
-        let encoded = &after[..end];
-        if encoded.is_empty() {
-            // "&-" is a literal "&".
-            out.push('&');
-        } else {
-            let bytes = decode_modified_base64(encoded)?;
-            if bytes.len() % 2 != 0 {
-                return None;
-            }
-            let units: Vec<u16> = bytes
-                .chunks_exact(2)
-                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-                .collect();
-            let text = String::from_utf16(&units).ok()?;
-            // §5.1.3: printable US-ASCII must represent itself; an encoded one (say an
-            // encoded "/") means this is not a name Dovecot wrote.
-            if text.chars().any(|c| (' '..='~').contains(&c)) {
-                return None;
-            }
-            out.push_str(&text);
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
-/// Base64 with `,` in place of `/` and no padding (RFC 3501 §5.1.3).
-fn decode_modified_base64(encoded: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(encoded.len() * 3 / 4);
-    let mut bits: u32 = 0;
-    let mut bit_count = 0;
-    for c in encoded.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b',' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(value);
-        bit_count += 6;
-        if bit_count >= 8 {
-            bit_count -= 8;
-            out.push((bits >> bit_count) as u8);
-            bits &= (1 << bit_count) - 1;
-        }
-    }
-    // Leftover bits must be zero padding.
-    (bits == 0).then_some(out)
+    // A name that is not valid modified UTF-7 (a UTF-8 name with a literal `&`, say)
+    // is kept as it is on disk.
+    Ok(tern_store::utf7::decode(&name).unwrap_or(name))
 }
 
 /// Reads `dovecot-keywords`: lines "N keyword", N from 0 (letter `a`) to 25 (`z`).
@@ -633,17 +569,14 @@ mod tests {
     }
 
     #[test]
-    fn modified_utf7() {
-        assert_eq!(decode_modified_utf7("Entw&APw-rfe").as_deref(), Some("Entwürfe"));
-        assert_eq!(decode_modified_utf7("&ZeVnLIqe-").as_deref(), Some("日本語"));
-        assert_eq!(decode_modified_utf7("A&-B").as_deref(), Some("A&B"));
-        // Surrogate pair: U+1F600.
-        assert_eq!(decode_modified_utf7("&2D3eAA-").as_deref(), Some("😀"));
-        // Nothing to decode, unterminated, encoded ASCII, or UTF-8 on disk: kept as is.
-        assert_eq!(decode_modified_utf7("Plain"), None);
-        assert_eq!(decode_modified_utf7("R&D"), None);
-        assert_eq!(decode_modified_utf7("a&AC8-b"), None);
-        assert_eq!(decode_modified_utf7("Entwürfe & Co"), None);
+    fn modified_utf7_folder_names() {
+        assert_eq!(
+            folder_name(".Entw&APw-rfe.&ZeVnLIqe-").as_deref(),
+            Ok("Entwürfe/日本語")
+        );
+        // Not modified UTF-7: kept as on disk.
+        assert_eq!(folder_name(".R&D").as_deref(), Ok("R&D"));
+        assert_eq!(folder_name(".Entwürfe & Co").as_deref(), Ok("Entwürfe & Co"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
 use tern_net::listeners::{Limits, ListenerSpec, Listeners, TlsMode};
 use tern_pop3::{Pop3Config, Pop3Server};
-use tern_store::{Appended, EmbeddedStore, Mailbox, NewAccount, NewMessage, Store};
+use tern_store::{Appended, Mailbox, NewMessage, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -61,16 +61,8 @@ impl Server {
 
     pub async fn with(options: Options) -> Server {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store")).expect("open store"));
-        store.create_domain("example.test").await.expect("domain");
-        store
-            .create_account(NewAccount {
-                address: USER.into(),
-                password_hash: Some(tern_store::password::hash(PASSWORD).expect("hash")),
-                ..Default::default()
-            })
-            .await
-            .expect("account");
+        let store: Arc<dyn Store> =
+            Arc::new(tern_testkit::accounts::store_with_account(&dir.path().join("store"), USER, PASSWORD).await);
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             options.policy,
