@@ -191,15 +191,18 @@ impl View {
                 .crlf();
         }
         // From the highest sequence number down, so each number is still valid when it
-        // is sent (RFC 9051 §7.5.1: numbers above an expunged one shift down at once).
-        for uid in gone.iter().rev() {
-            if let Ok(i) = self.uids.binary_search(uid) {
-                if !vanished {
+        // is sent (RFC 9051 §7.5.1: numbers above an expunged one shift down at once);
+        // going down, the numbers in the unchanged list are the ones to send.
+        if !vanished {
+            for uid in gone.iter().rev() {
+                if let Ok(i) = self.uids.binary_search(uid) {
                     out.raw(b"* ").num(i as u32 + 1).raw(b" EXPUNGE").crlf();
                 }
-                self.uids.remove(i);
-                self.modseqs.remove(i);
             }
         }
+        let keep: Vec<bool> = self.uids.iter().map(|u| gone.binary_search(u).is_err()).collect();
+        let mut flags = keep.iter();
+        self.modseqs.retain(|_| *flags.next().unwrap_or(&true));
+        self.uids.retain(|u| gone.binary_search(u).is_err());
     }
 }

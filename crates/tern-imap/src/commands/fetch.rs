@@ -168,15 +168,15 @@ pub async fn fetch(
                 }
             }
         }
-        let metadata: Vec<(Uid, MessageMetadata)> = if wants_metadata {
+        let metadata: std::collections::HashMap<Uid, MessageMetadata> = if wants_metadata {
             let wanted: Vec<Uid> = summaries.iter().map(|m| m.uid).collect();
-            s.store.metadata(mailbox, &wanted).await?
+            s.store.metadata(mailbox, &wanted).await?.into_iter().collect()
         } else {
-            Vec::new()
+            Default::default()
         };
         for m in &summaries {
             let Some(seq) = s.view()?.seq_of(m.uid) else { continue };
-            let meta = metadata.iter().find(|(u, _)| *u == m.uid).map(|(_, md)| md);
+            let meta = metadata.get(&m.uid);
             let raw = if wants_bytes {
                 match raw_or_file(s, mailbox, m).await? {
                     Some(raw) => Some(raw),
