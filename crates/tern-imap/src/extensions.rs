@@ -14,6 +14,8 @@
 //!   name with a space, which no real header field can have (RFC 5322 §3.6.8), so
 //!   search.rs can tell them apart ([`SAVED_KEY_PREFIXES`]).
 //! - SEARCHRES (RFC 5182): `$` is replaced by the saved result in [`substitute_saved`].
+//! - UTF8=ACCEPT's APPEND form (RFC 6855 §4): `APPEND box UTF8 (~{n}…)` becomes
+//!   `APPEND box ~{n}…`, the same message as a literal8.
 //!
 //! Each is removed from the command bytes and returned in [`Extra`], and the rest is a
 //! command the codec knows.
@@ -340,6 +342,11 @@ pub fn lift(command: &[u8]) -> (Cow<'_, [u8]>, Extra) {
             return (Cow::Owned(rest.into_owned()), more);
         }
     }
+    if verb.eq_ignore_ascii_case(b"APPEND")
+        && let Some(unwrapped) = unwrap_utf8_append(command)
+    {
+        return (Cow::Owned(unwrapped), extra);
+    }
     if verb.eq_ignore_ascii_case(b"FETCH") {
         if let Some(rewritten) = rewrite_atoms(command, |atom| {
             atom.eq_ignore_ascii_case(b"SAVEDATE").then(|| b"UID".to_vec())
@@ -383,6 +390,28 @@ pub fn lift(command: &[u8]) -> (Cow<'_, [u8]>, Extra) {
         }
     }
     (Cow::Borrowed(command), extra)
+}
+
+/// `… UTF8 (~{n}\r\n<n bytes>)` → `… ~{n}\r\n<n bytes>` (RFC 6855 §4 `append-data`).
+fn unwrap_utf8_append(command: &[u8]) -> Option<Vec<u8>> {
+    let line_end = command.iter().position(|&b| b == b'\n')?;
+    let start = find_ci(&command[..line_end], b" UTF8 (~{")?;
+    let open = start + b" UTF8 (".len();
+    let close = open + command[open..line_end].iter().position(|&b| b == b'}')?;
+    let digits: String = command[open..close]
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    let length: usize = digits.parse().ok()?;
+    let data_end = line_end + 1 + length;
+    if command.get(data_end) != Some(&b')') {
+        return None;
+    }
+    let mut out = command[..start + 1].to_vec();
+    out.extend_from_slice(&command[open..data_end]);
+    out.extend_from_slice(&command[data_end + 1..]);
+    Some(out)
 }
 
 fn starts_with_ci(haystack: &[u8], prefix: &[u8]) -> bool {
@@ -459,6 +488,14 @@ mod tests {
             Some(&b"a SEARCH UID 4294967295 UNSEEN\r\n"[..])
         );
         assert_eq!(substitute_saved(b"a STORE 1 +FLAGS ($x \"$\")\r\n", &[1]), None);
+    }
+
+    #[test]
+    fn utf8_append_is_unwrapped() {
+        let (rest, _) = lift("a APPEND INBOX (\\Seen) UTF8 (~{6+}\r\nGrüß)\r\n".as_bytes());
+        assert_eq!(&*rest, "a APPEND INBOX (\\Seen) ~{6+}\r\nGrüß\r\n".as_bytes());
+        let (rest, _) = lift(b"a APPEND INBOX {3}\r\nabc\r\n");
+        assert_eq!(&*rest, b"a APPEND INBOX {3}\r\nabc\r\n");
     }
 
     #[test]
