@@ -207,7 +207,14 @@ enum Raw {
 }
 
 async fn raw_or_file(s: &Session, mailbox: tern_store::MailboxId, m: &MessageSummary) -> Result<Option<Raw>> {
-    let found = match s.store.message_file(mailbox, m.uid).await {
+    // Only large messages can be files of their own (the embedded store keeps bodies up
+    // to 256 KiB in the database); asking for the others would cost a query each.
+    let file = if m.size > 256 * 1024 {
+        s.store.message_file(mailbox, m.uid).await
+    } else {
+        Ok(None)
+    };
+    let found = match file {
         Ok(Some(path)) => Ok(Raw::File(path)),
         Ok(None) => s.store.read_message(mailbox, m.uid).await.map(Raw::Bytes),
         Err(e) => Err(e),

@@ -350,16 +350,32 @@ pub fn metadata(
     mailbox: MailboxId,
     uids: &[Uid],
 ) -> Result<Vec<(Uid, MessageMetadata)>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT metadata FROM blobs WHERE id = ?1")?;
-    rows(conn, mailbox, uids)?
-        .into_iter()
-        .map(|r| {
-            let json: String = st.query_row([r.blob_id], |x| x.get(0))?;
-            let meta = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("metadata of UID {}: {e}", r.summary.uid)))?;
-            Ok((r.summary.uid, meta))
-        })
-        .collect()
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT m.uid, b.metadata FROM messages m JOIN blobs b ON b.id = m.blob_id
+         WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
+    )?;
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut rows = st.query(params![mailbox.0, lo, hi])?;
+    while let Some(row) = rows.next()? {
+        let uid: Uid = row.get(0)?;
+        if wanted.binary_search(&uid).is_err() {
+            continue;
+        }
+        let json = row
+            .get_ref(1)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(format!("metadata of UID {uid}: {e}")))?;
+        let meta =
+            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("metadata of UID {uid}: {e}")))?;
+        out.push((uid, meta));
+    }
+    Ok(out)
 }
 
 pub fn content_hashes(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid, BlobHash)>, StoreError> {

@@ -40,7 +40,7 @@ use messages::Prepared;
 use writer::{Effects, Writer};
 
 /// Read connections kept open for reuse.
-const READ_POOL: usize = 8;
+const READ_POOL: usize = 64;
 /// The full-text index's database, beside tern.db.
 pub(crate) const INDEX_FILE: &str = "index.db";
 
@@ -117,7 +117,12 @@ impl EmbeddedStore {
                 Some(c) => c,
                 None => schema::connect_reader(&inner.db)?,
             };
+            // One read transaction for the whole call: every statement sees the same
+            // snapshot, and a call that runs many statements (metadata of a batch of
+            // messages) takes the WAL read lock once instead of once per statement.
+            conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
             let result = f(&conn);
+            conn.prepare_cached("COMMIT")?.execute([])?;
             if let Ok(mut pool) = inner.readers.lock()
                 && pool.len() < READ_POOL
             {
