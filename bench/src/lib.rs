@@ -1,7 +1,12 @@
-//! Shared helpers for Tern's benchmarks: disk usage, and a minimal blocking IMAP client
-//! used only to give the peer (Dovecot) exactly the workload Tern gets. It speaks just
-//! enough of RFC 9051 for LOGIN, APPEND (synchronizing and LITERAL+ literals), SELECT,
-//! UID FETCH and LOGOUT, and is not part of Tern.
+//! Shared helpers for Tern's benchmarks: disk usage, the machine's description, a
+//! minimal blocking IMAP client used only to give the peer (Dovecot) exactly the
+//! workload Tern gets (it speaks just enough of RFC 9051 for LOGIN, APPEND
+//! (synchronizing and LITERAL+ literals), SELECT, UID FETCH and LOGOUT), an
+//! asynchronous one for many concurrent sessions ([`client`]), and Tern run as a
+//! separate process ([`tern_process`]). None of this is part of Tern.
+
+pub mod client;
+pub mod tern_process;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -107,4 +112,58 @@ pub fn disk_usage(path: &Path) -> u64 {
     } else {
         meta.blocks() * 512
     }
+}
+
+/// The machine a benchmark ran on, in one line: cores, CPU model, memory, kernel.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let field = |path: &str, key: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    let memory = field("/proc/meminfo", "MemTotal")
+        .trim_end_matches(" kB")
+        .parse::<f64>()
+        .map(|kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_else(|_| "?".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let debian = std::fs::read_to_string("/etc/debian_version").unwrap_or_default();
+    format!(
+        "{cores} cores ({}), {memory} RAM, Linux {}, Debian {}",
+        field("/proc/cpuinfo", "model name"),
+        kernel.trim(),
+        debian.trim()
+    )
+}
+
+/// The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The first line a command prints, or "?" when it cannot run.
+pub fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "?".into())
 }
