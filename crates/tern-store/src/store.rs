@@ -87,6 +87,28 @@ pub trait Store: Send + Sync + 'static {
     async fn pop3_uidls(&self, mailbox: MailboxId) -> Result<Vec<(Uid, String)>>;
     /// The message's bytes, exactly as stored.
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
+    /// The bytes of several messages (those that still exist), in UID order: one round
+    /// trip for a FETCH of many bodies. Callers keep batches to a few megabytes.
+    async fn read_messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(uids.len());
+        for &uid in uids {
+            match self.read_message(mailbox, uid).await {
+                Ok(bytes) => out.push((uid, bytes)),
+                Err(crate::StoreError::NoSuchMessage(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+    /// Only the envelopes of the metadata (FETCH ENVELOPE of a whole mailbox).
+    async fn envelopes(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, crate::metadata::Envelope)>> {
+        Ok(self
+            .metadata(mailbox, uids)
+            .await?
+            .into_iter()
+            .map(|(uid, m)| (uid, m.envelope))
+            .collect())
+    }
     /// The path of the file holding the message's bytes, for streaming large messages.
     /// `None` when the body is not a file of its own (small bodies in the embedded
     /// backend, other backends): callers then use `read_message`.

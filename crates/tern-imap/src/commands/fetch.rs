@@ -8,6 +8,7 @@
 //! stored as a file of its own is streamed from the file.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
@@ -20,6 +21,34 @@ use crate::body;
 use crate::session::{Reply, Result, Session};
 
 const BATCH: usize = 500;
+
+/// Messages above this size may be files of their own, streamed rather than read (the
+/// embedded store keeps bodies up to 256 KiB in its database); smaller ones are read
+/// in batches.
+const LARGE: u64 = 256 * 1024;
+
+/// How many bytes of bodies one batched read brings in at most.
+const BODY_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Splits summaries into runs whose small bodies add up to at most [`BODY_BATCH_BYTES`].
+fn by_size(summaries: &[MessageSummary]) -> Vec<&[MessageSummary]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, m) in summaries.iter().enumerate() {
+        if m.size <= LARGE {
+            if bytes + m.size > BODY_BATCH_BYTES && i > start {
+                groups.push(&summaries[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += m.size;
+        }
+    }
+    if start < summaries.len() {
+        groups.push(&summaries[start..]);
+    }
+    groups
+}
 
 /// A FETCH data item, in the form the response loop needs.
 #[derive(Debug, Clone)]
@@ -126,12 +155,13 @@ pub async fn fetch(
                 .crlf();
         }
     }
-    let wants_metadata = items.iter().any(|i| {
+    let wants_structure = items.iter().any(|i| {
         matches!(
             i,
-            Item::Envelope | Item::Body | Item::BodyStructure | Item::Section(_) | Item::BinarySize(_)
+            Item::Body | Item::BodyStructure | Item::Section(_) | Item::BinarySize(_)
         )
     });
+    let wants_envelope = items.iter().any(|i| matches!(i, Item::Envelope));
     let wants_bytes = items
         .iter()
         .any(|i| matches!(i, Item::Section(_) | Item::BinarySize(_)));
@@ -168,29 +198,58 @@ pub async fn fetch(
                 }
             }
         }
-        let metadata: std::collections::HashMap<Uid, MessageMetadata> = if wants_metadata {
-            let wanted: Vec<Uid> = summaries.iter().map(|m| m.uid).collect();
+        // Only the envelope is parsed when nothing else of the metadata is needed.
+        let wanted: Vec<Uid> = summaries.iter().map(|m| m.uid).collect();
+        let metadata: HashMap<Uid, MessageMetadata> = if wants_structure {
             s.store.metadata(mailbox, &wanted).await?.into_iter().collect()
+        } else if wants_envelope {
+            let envelopes = s.store.envelopes(mailbox, &wanted).await?;
+            envelopes
+                .into_iter()
+                .map(|(u, envelope)| {
+                    (
+                        u,
+                        MessageMetadata {
+                            envelope,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect()
         } else {
-            Default::default()
+            HashMap::new()
         };
-        for m in &summaries {
-            let Some(seq) = s.view()?.seq_of(m.uid) else { continue };
-            let meta = metadata.get(&m.uid);
-            let raw = if wants_bytes {
-                match raw_or_file(s, mailbox, m).await? {
-                    Some(raw) => Some(raw),
-                    None => {
-                        missing = true;
-                        continue;
-                    }
-                }
+        for group in by_size(&summaries) {
+            // Bodies kept in the database come in one call per few megabytes.
+            let mut bodies: HashMap<Uid, Vec<u8>> = if wants_bytes {
+                let small: Vec<Uid> = group.iter().filter(|m| m.size <= LARGE).map(|m| m.uid).collect();
+                s.store.read_messages(mailbox, &small).await?.into_iter().collect()
             } else {
-                None
+                HashMap::new()
             };
-            let add_flags = flags_changed.contains(&m.uid) && !items.iter().any(|i| matches!(i, Item::Flags));
-            write_message(s, seq, m, meta, raw, &items, add_flags, condstore, utf8).await?;
-            s.flush_if_large().await.map_err(|_| Reply::already_sent())?;
+            for m in group {
+                let Some(seq) = s.view()?.seq_of(m.uid) else { continue };
+                let meta = metadata.get(&m.uid);
+                let raw = if !wants_bytes {
+                    None
+                } else if let Some(bytes) = bodies.remove(&m.uid) {
+                    Some(Raw::Bytes(bytes))
+                } else if m.size <= LARGE {
+                    missing = true;
+                    continue;
+                } else {
+                    match raw_or_file(s, mailbox, m).await? {
+                        Some(raw) => Some(raw),
+                        None => {
+                            missing = true;
+                            continue;
+                        }
+                    }
+                };
+                let add_flags = flags_changed.contains(&m.uid) && !items.iter().any(|i| matches!(i, Item::Flags));
+                write_message(s, seq, m, meta, raw, &items, add_flags, condstore, utf8).await?;
+                s.flush_if_large().await.map_err(|_| Reply::already_sent())?;
+            }
         }
     }
     if missing {
@@ -207,9 +266,7 @@ enum Raw {
 }
 
 async fn raw_or_file(s: &Session, mailbox: tern_store::MailboxId, m: &MessageSummary) -> Result<Option<Raw>> {
-    // Only large messages can be files of their own (the embedded store keeps bodies up
-    // to 256 KiB in the database); asking for the others would cost a query each.
-    let file = if m.size > 256 * 1024 {
+    let file = if m.size > LARGE {
         s.store.message_file(mailbox, m.uid).await
     } else {
         Ok(None)

@@ -350,6 +350,30 @@ pub fn metadata(
     mailbox: MailboxId,
     uids: &[Uid],
 ) -> Result<Vec<(Uid, MessageMetadata)>, StoreError> {
+    metadata_as(conn, mailbox, uids, |m: MessageMetadata| m)
+}
+
+/// Only the envelope part of the stored metadata: serde skips the rest without
+/// building it (the body structure is most of the work).
+pub fn envelopes(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, crate::metadata::Envelope)>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct EnvelopeOnly {
+        envelope: crate::metadata::Envelope,
+    }
+    metadata_as(conn, mailbox, uids, |m: EnvelopeOnly| m.envelope)
+}
+
+/// The stored metadata JSON of the given messages, read as `T` and mapped.
+fn metadata_as<T: serde::de::DeserializeOwned, U>(
+    conn: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+    map: impl Fn(T) -> U,
+) -> Result<Vec<(Uid, U)>, StoreError> {
     let mut wanted = uids.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
@@ -367,13 +391,10 @@ pub fn metadata(
         if wanted.binary_search(&uid).is_err() {
             continue;
         }
-        let json = row
-            .get_ref(1)?
-            .as_str()
-            .map_err(|e| StoreError::Corrupt(format!("metadata of UID {uid}: {e}")))?;
-        let meta =
-            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("metadata of UID {uid}: {e}")))?;
-        out.push((uid, meta));
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("metadata of UID {uid}: {e}"));
+        let json = row.get_ref(1)?.as_str().map_err(|e| corrupt(&e))?;
+        let value: T = serde_json::from_str(json).map_err(|e| corrupt(&e))?;
+        out.push((uid, map(value)));
     }
     Ok(out)
 }
@@ -404,6 +425,41 @@ pub fn pop3_uidls(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid, Str
 pub enum Body {
     Inline(Vec<u8>),
     File(AccountId, BlobHash),
+}
+
+/// The bodies of several messages in one scan, in UID order.
+pub fn bodies(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, Body)>, StoreError> {
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT m.uid, b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+         LEFT JOIN blob_bodies d ON d.blob_id = b.id
+         WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
+    )?;
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut rows = st.query(params![mailbox.0, lo, hi])?;
+    while let Some(row) = rows.next()? {
+        let uid: Uid = row.get(0)?;
+        if wanted.binary_search(&uid).is_err() {
+            continue;
+        }
+        let (blob_id, account, hash, data): (i64, i64, Vec<u8>, Option<Vec<u8>>) =
+            (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+        let body = match data {
+            Some(data) => Body::Inline(data),
+            None => Body::File(
+                AccountId(account),
+                hash.try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?,
+            ),
+        };
+        out.push((uid, body));
+    }
+    Ok(out)
 }
 
 pub fn body(conn: &Connection, mailbox: MailboxId, uid: Uid) -> Result<Body, StoreError> {

@@ -429,6 +429,26 @@ impl Store for EmbeddedStore {
         self.read(move |c| messages::pop3_uidls(c, mailbox)).await
     }
 
+    async fn read_messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, Vec<u8>)>> {
+        let uids = uids.to_vec();
+        let blobs = self.inner.blobs.clone();
+        self.read(move |c| {
+            messages::bodies(c, mailbox, &uids)?
+                .into_iter()
+                .map(|(uid, body)| match body {
+                    messages::Body::Inline(data) => Ok((uid, data)),
+                    messages::Body::File(account, hash) => Ok((uid, blobs.read(account, &hash)?)),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn envelopes(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, crate::metadata::Envelope)>> {
+        let uids = uids.to_vec();
+        self.read(move |c| messages::envelopes(c, mailbox, &uids)).await
+    }
+
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let blobs = self.inner.blobs.clone();
         self.read(move |c| match messages::body(c, mailbox, uid)? {

@@ -47,6 +47,20 @@ pub async fn append_is_byte_exact(f: Fixture) {
         .append(inbox.id, samples.iter().cloned().map(NewMessage::new).collect())
         .await
         .unwrap();
+    // The batch read gives the same bytes, in UID order, and skips UIDs that do not exist.
+    let mut uids: Vec<u32> = appended.iter().map(|a| a.uid).collect();
+    uids.push(999_999);
+    let batch = f.store.read_messages(inbox.id, &uids).await.unwrap();
+    assert_eq!(batch.len(), samples.len());
+    for ((uid, bytes), (a, raw)) in batch.iter().zip(appended.iter().zip(&samples)) {
+        assert_eq!((uid, bytes), (&a.uid, raw));
+    }
+    let envelopes = f.store.envelopes(inbox.id, &uids).await.unwrap();
+    let metadata = f.store.metadata(inbox.id, &uids).await.unwrap();
+    assert_eq!(envelopes.len(), metadata.len());
+    for ((u1, e), (u2, m)) in envelopes.iter().zip(&metadata) {
+        assert_eq!((u1, e), (u2, &m.envelope));
+    }
     for (a, raw) in appended.iter().zip(&samples) {
         assert_eq!(&f.store.read_message(inbox.id, a.uid).await.unwrap(), raw);
         let path = f.store.message_file(inbox.id, a.uid).await.unwrap();
