@@ -7,6 +7,12 @@
 //! mail, EXPUNGE (or VANISHED under QRESYNC) for removed mail, FETCH FLAGS for flag
 //! changes — while keeping the rule that sequence numbers must not shift under a
 //! command that uses them (RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH).
+//!
+//! The view also keeps each message's summary (flags, dates, size, modseq) as of its
+//! last sync, like Dovecot's index: FETCH FLAGS, SEARCH on flags and dates, and STORE
+//! replies are answered from it instead of the store. It stays exact because every
+//! flag change reaches it, other sessions' through `sync` and the session's own through
+//! [`View::saw`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,8 +27,8 @@ pub struct View {
     pub read_only: bool,
     /// UID of each message, by sequence number - 1; ascending.
     uids: Vec<Uid>,
-    /// The modseq the client last saw for each message, parallel to `uids`.
-    modseqs: Vec<ModSeq>,
+    /// Each message as the client was last told of it, parallel to `uids`.
+    messages: Vec<MessageSummary>,
     /// Everything up to here has been reflected in the view (or is pending below).
     known_modseq: ModSeq,
     /// Expunged in the store, not yet announced: still hold their sequence numbers.
@@ -43,7 +49,7 @@ pub struct Announce {
 }
 
 impl View {
-    pub fn new(mailbox: Mailbox, read_only: bool, messages: &[MessageSummary]) -> View {
+    pub fn new(mailbox: Mailbox, read_only: bool, messages: Vec<MessageSummary>) -> View {
         let known_modseq = messages
             .iter()
             .map(|m| m.modseq)
@@ -54,7 +60,7 @@ impl View {
             mailbox,
             read_only,
             uids: messages.iter().map(|m| m.uid).collect(),
-            modseqs: messages.iter().map(|m| m.modseq).collect(),
+            messages,
             known_modseq,
             pending_expunge: BTreeSet::new(),
             dirty: false,
@@ -86,11 +92,22 @@ impl View {
         self.known_modseq
     }
 
-    /// Records that the client has been told `uid` is at `modseq` (after its own STORE).
-    pub fn saw(&mut self, uid: Uid, modseq: ModSeq) {
-        if let Ok(i) = self.uids.binary_search(&uid) {
-            self.modseqs[i] = self.modseqs[i].max(modseq);
+    /// Records a flag change the client has been told of (its own STORE, the \Seen a
+    /// FETCH set).
+    pub fn saw(&mut self, uid: Uid, flags: &tern_store::Flags, modseq: ModSeq) {
+        if let Ok(i) = self.uids.binary_search(&uid)
+            && modseq >= self.messages[i].modseq
+        {
+            self.messages[i].modseq = modseq;
+            self.messages[i].flags.clone_from(flags);
         }
+    }
+
+    /// A message's summary as of the last sync; `None` if it is gone or expunged and
+    /// not yet announced.
+    pub fn summary(&self, uid: Uid) -> Option<&MessageSummary> {
+        let i = self.uids.binary_search(&uid).ok()?;
+        (!self.pending_expunge.contains(&uid)).then(|| &self.messages[i])
     }
 
     /// Looks at the change bus without waiting; true if this mailbox changed.
@@ -134,10 +151,10 @@ impl View {
                 if m.uid > last {
                     new.push(m);
                 } else if let Ok(i) = self.uids.binary_search(&m.uid)
-                    && m.modseq > self.modseqs[i]
+                    && m.modseq > self.messages[i].modseq
                     && !self.pending_expunge.contains(&m.uid)
                 {
-                    self.modseqs[i] = m.modseq;
+                    self.messages[i] = m.clone();
                     // RFC 9051 §7.5.2: unsolicited FETCH with the new flags; the UID
                     // is included so QRESYNC clients can use it (RFC 7162 §3.2.4).
                     out.raw(b"* ").num(i as u32 + 1).raw(b" FETCH (UID ").num(m.uid);
@@ -161,7 +178,7 @@ impl View {
                 new.sort_by_key(|m| m.uid);
                 for m in new {
                     self.uids.push(m.uid);
-                    self.modseqs.push(m.modseq);
+                    self.messages.push(m.clone());
                 }
                 out.raw(b"* ").num(self.exists()).raw(b" EXISTS").crlf();
             }
@@ -200,9 +217,7 @@ impl View {
                 }
             }
         }
-        let keep: Vec<bool> = self.uids.iter().map(|u| gone.binary_search(u).is_err()).collect();
-        let mut flags = keep.iter();
-        self.modseqs.retain(|_| *flags.next().unwrap_or(&true));
+        self.messages.retain(|m| gone.binary_search(&m.uid).is_err());
         self.uids.retain(|u| gone.binary_search(u).is_err());
     }
 }

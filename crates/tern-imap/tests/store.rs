@@ -66,3 +66,30 @@ async fn flags_keywords_silent_and_unchangedsince() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_sessions_flag_changes_are_seen_by_fetch_and_search() {
+    let server = Server::start().await;
+    server
+        .deliver(vec![
+            b"Subject: a\r\n\r\nx\r\n".to_vec(),
+            b"Subject: b\r\n\r\ny\r\n".to_vec(),
+        ])
+        .await;
+    let mut a = Client::login(server.addr).await;
+    let mut b = Client::login(server.addr).await;
+    a.run("s SELECT INBOX").await;
+    b.run("s SELECT INBOX").await;
+    let r = a.run("f1 SEARCH FLAGGED").await;
+    assert_eq!(r[0], "* SEARCH");
+    b.run("x STORE 2 +FLAGS.SILENT (\\Flagged $Done)").await;
+    let r = a.run("f2 SEARCH FLAGGED KEYWORD $Done").await;
+    assert!(r.contains(&"* SEARCH 2".to_string()), "{r:?}");
+    let r = a.run("f3 FETCH 2 (FLAGS)").await;
+    assert!(r.iter().any(|l| l == "* 2 FETCH (FLAGS (\\Flagged $Done))"), "{r:?}");
+    // And the session's own changes, made silently, too.
+    a.run("y STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    let r = a.run("f4 SEARCH SEEN").await;
+    assert_eq!(r[0], "* SEARCH 1");
+    server.stop().await;
+}

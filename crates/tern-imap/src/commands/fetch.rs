@@ -168,7 +168,10 @@ pub async fn fetch(
     let sets_seen = !read_only && items.iter().any(|i| matches!(i, Item::Section(x) if x.sets_seen));
     let mut missing = false;
     for chunk in uids.chunks(BATCH) {
-        let mut summaries = s.store.messages_by_uid(mailbox, chunk).await?;
+        let mut summaries: Vec<MessageSummary> = {
+            let view = s.view()?;
+            chunk.iter().filter_map(|u| view.summary(*u).cloned()).collect()
+        };
         if summaries.len() < chunk.len() {
             missing = true;
         }
@@ -189,11 +192,11 @@ pub async fn fetch(
                     .store_flags(mailbox, &unseen, FlagOp::Add, &Flags::system(SystemFlags::SEEN), None)
                     .await?;
                 for (u, flags, modseq) in update.updated {
+                    s.view()?.saw(u, &flags, modseq);
                     if let Ok(i) = summaries.binary_search_by_key(&u, |m| m.uid) {
                         summaries[i].flags = flags;
                         summaries[i].modseq = modseq;
                     }
-                    s.view()?.saw(u, modseq);
                     flags_changed.push(u);
                 }
             }

@@ -46,17 +46,16 @@ pub async fn evaluate(
     for key in criteria {
         needs_of(key, &mut needs);
     }
-    let (mailbox, view_uids) = {
+    // Flags, dates and sizes come from the view, which sync has just brought up to date.
+    let (mailbox, view_uids, summaries) = {
         let view = s.view()?;
-        (view.id(), view.uids().to_vec())
+        let summaries: HashMap<Uid, MessageSummary> = view
+            .uids()
+            .iter()
+            .filter_map(|u| view.summary(*u).map(|m| (*u, m.clone())))
+            .collect();
+        (view.id(), view.uids().to_vec(), summaries)
     };
-    let summaries: HashMap<Uid, MessageSummary> = s
-        .store
-        .messages_by_uid(mailbox, &view_uids)
-        .await?
-        .into_iter()
-        .map(|m| (m.uid, m))
-        .collect();
     let candidates: Vec<Uid> = view_uids
         .iter()
         .copied()

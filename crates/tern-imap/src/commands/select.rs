@@ -58,14 +58,14 @@ pub async fn select(
     }
     let info = s.store.mailbox(account, &name).await?;
     let messages = s.store.messages(info.id).await?;
-    let mut view = View::new(info.clone(), read_only, &messages);
-    let exists = view.exists();
     let first_unseen = messages.iter().position(|m| !m.flags.is_seen()).map(|i| i + 1);
     let mut keywords: BTreeSet<&str> = BTreeSet::new();
     for m in &messages {
         keywords.extend(m.flags.keywords.iter().map(String::as_str));
     }
     let keywords: String = keywords.iter().map(|k| format!(" {k}")).collect();
+    let mut view = View::new(info.clone(), read_only, messages);
+    let exists = view.exists();
     let uidnext = info.uidnext.max(view.max_uid().map_or(1, |u| u.saturating_add(1)));
     let out = &mut s.out;
     out.raw(b"* ").num(exists).raw(b" EXISTS").crlf();

@@ -3,7 +3,7 @@
 use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
-use tern_store::FlagOp;
+use tern_store::{FlagOp, MessageSummary};
 
 use super::{check_seq_range, flags_from, resolve};
 use crate::session::{Reply, Result, Session};
@@ -44,7 +44,7 @@ pub async fn store(
     let mut reported = Vec::with_capacity(update.updated.len());
     for (u, flags, modseq) in &update.updated {
         let view = s.view()?;
-        view.saw(*u, *modseq);
+        view.saw(*u, flags, *modseq);
         let Some(seq) = view.seq_of(*u) else { continue };
         reported.push(*u);
         // RFC 7162 §3.1.3: with UNCHANGEDSINCE even .SILENT reports the new MODSEQ.
@@ -73,7 +73,11 @@ pub async fn store(
             .copied()
             .filter(|u| !reported.contains(u) && !update.modified.contains(u))
             .collect();
-        for m in s.store.messages_by_uid(mailbox, &rest).await? {
+        let unchanged: Vec<MessageSummary> = {
+            let view = s.view()?;
+            rest.iter().filter_map(|u| view.summary(*u).cloned()).collect()
+        };
+        for m in unchanged {
             let Some(seq) = s.view()?.seq_of(m.uid) else { continue };
             s.out.raw(b"* ").num(seq).raw(b" FETCH (");
             if uid {
