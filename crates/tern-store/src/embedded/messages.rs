@@ -321,11 +321,26 @@ pub fn list(conn: &Connection, mailbox: MailboxId) -> Result<Vec<MessageSummary>
 
 /// The rows for a set of UIDs: one range scan between the smallest and largest UID,
 /// filtered, so `1:*` on a large mailbox costs one pass, not one lookup per UID.
+/// The UIDs a batch read asks for, sorted and without duplicates, and their range: the
+/// reads scan `uid BETWEEN lo AND hi` once and keep the wanted rows.
+struct Wanted {
+    uids: Vec<Uid>,
+    lo: Uid,
+    hi: Uid,
+}
+
+impl Wanted {
+    fn of(uids: &[Uid]) -> Option<Wanted> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        let (lo, hi) = (*uids.first()?, *uids.last()?);
+        Some(Wanted { uids, lo, hi })
+    }
+}
+
 fn rows(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Row>, StoreError> {
-    let mut wanted = uids.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
         return Ok(Vec::new());
     };
     let mut st = conn.prepare_cached(&format!(
@@ -374,10 +389,7 @@ fn metadata_as<T: serde::de::DeserializeOwned, U>(
     uids: &[Uid],
     map: impl Fn(T) -> U,
 ) -> Result<Vec<(Uid, U)>, StoreError> {
-    let mut wanted = uids.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
         return Ok(Vec::new());
     };
     let mut st = conn.prepare_cached(
@@ -429,10 +441,7 @@ pub enum Body {
 
 /// The bodies of several messages in one scan, in UID order.
 pub fn bodies(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, Body)>, StoreError> {
-    let mut wanted = uids.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
+    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
         return Ok(Vec::new());
     };
     let mut st = conn.prepare_cached(
