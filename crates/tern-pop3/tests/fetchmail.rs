@@ -62,6 +62,14 @@ fn poll(dir: &Path, port: u16, options: &str) -> (i32, Vec<Vec<u8>>, String) {
     (out.status.code().unwrap_or(-1), got, log)
 }
 
+/// [`poll`] off the async workers, so the server keeps serving while fetchmail runs.
+async fn poll_off_thread(dir: &Path, port: u16, options: &'static str) -> (i32, Vec<Vec<u8>>, String) {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || poll(&dir, port, options))
+        .await
+        .expect("poll")
+}
+
 fn lf(raw: &[u8]) -> Vec<u8> {
     String::from_utf8_lossy(raw).replace("\r\n", "\n").into_bytes()
 }
@@ -79,12 +87,7 @@ async fn fetchmail_keeps_then_fetches_new_then_deletes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_path_buf();
 
-    let (code, got, log) = tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || poll(&d, port, "keep")
-    })
-    .await
-    .expect("poll");
+    let (code, got, log) = poll_off_thread(&d, port, "keep").await;
     assert_eq!(code, 0, "{log}");
     let mut want = vec![lf(&message(1)), lf(&message(2))];
     want.sort();
@@ -93,22 +96,12 @@ async fn fetchmail_keeps_then_fetches_new_then_deletes() {
 
     // A new message: a keep poll fetches only it (UIDLs are stable).
     server.deliver_raw(&[&message(3)]).await;
-    let (code, got, log) = tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || poll(&d, port, "keep")
-    })
-    .await
-    .expect("poll");
+    let (code, got, log) = poll_off_thread(&d, port, "keep").await;
     assert_eq!(code, 0, "{log}");
     assert_eq!(got, vec![lf(&message(3))], "{log}");
 
     // Without keep, fetchmail fetches everything not yet seen and deletes it all.
-    let (code, got, log) = tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || poll(&d, port, "fetchall")
-    })
-    .await
-    .expect("poll");
+    let (code, got, log) = poll_off_thread(&d, port, "fetchall").await;
     assert_eq!(code, 0, "{log}");
     assert_eq!(got.len(), 3, "{log}");
     assert!(server.inbox_uids().await.is_empty(), "deleted on QUIT\n{log}");
