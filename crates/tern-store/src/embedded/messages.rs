@@ -319,41 +319,37 @@ pub fn list(conn: &Connection, mailbox: MailboxId) -> Result<Vec<MessageSummary>
     Ok(rows)
 }
 
-/// The rows for a set of UIDs: one range scan between the smallest and largest UID,
-/// filtered, so `1:*` on a large mailbox costs one pass, not one lookup per UID.
-/// The UIDs a batch read asks for, sorted and without duplicates, and their range: the
-/// reads scan `uid BETWEEN lo AND hi` once and keep the wanted rows.
-struct Wanted {
-    uids: Vec<Uid>,
-    lo: Uid,
-    hi: Uid,
-}
-
-impl Wanted {
-    fn of(uids: &[Uid]) -> Option<Wanted> {
-        let mut uids = uids.to_vec();
-        uids.sort_unstable();
-        uids.dedup();
-        let (lo, hi) = (*uids.first()?, *uids.last()?);
-        Some(Wanted { uids, lo, hi })
-    }
-}
-
-fn rows(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Row>, StoreError> {
-    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
+/// Runs `sql` over the UID range the given UIDs span and reads the rows of the wanted
+/// ones: one range scan, so `1:*` on a large mailbox costs one pass, not one lookup per
+/// UID. `sql` selects the UID first and takes the mailbox and the range as ?1, ?2, ?3.
+fn scan_uids<T>(
+    conn: &Connection,
+    sql: &str,
+    mailbox: MailboxId,
+    uids: &[Uid],
+    mut read: impl FnMut(Uid, &rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut wanted = uids.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lo), Some(&hi)) = (wanted.first(), wanted.last()) else {
         return Ok(Vec::new());
     };
-    let mut st = conn.prepare_cached(&format!(
-        "{SUMMARY} WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
-    ))?;
-    let mut out = Vec::new();
-    for r in st.query_map(params![mailbox.0, lo, hi], summary_row)? {
-        let r = r?;
-        if wanted.binary_search(&r.summary.uid).is_ok() {
-            out.push(r);
+    let mut st = conn.prepare_cached(sql)?;
+    let mut rows = st.query(params![mailbox.0, lo, hi])?;
+    let mut out = Vec::with_capacity(wanted.len());
+    while let Some(row) = rows.next()? {
+        let uid: Uid = row.get(0)?;
+        if wanted.binary_search(&uid).is_ok() {
+            out.push(read(uid, row)?);
         }
     }
     Ok(out)
+}
+
+fn rows(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Row>, StoreError> {
+    let sql = format!("{SUMMARY} WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid");
+    scan_uids(conn, &sql, mailbox, uids, |_, r| Ok(summary_row(r)?))
 }
 
 pub fn by_uid(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<MessageSummary>, StoreError> {
@@ -389,26 +385,14 @@ fn metadata_as<T: serde::de::DeserializeOwned, U>(
     uids: &[Uid],
     map: impl Fn(T) -> U,
 ) -> Result<Vec<(Uid, U)>, StoreError> {
-    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
-        return Ok(Vec::new());
-    };
-    let mut st = conn.prepare_cached(
-        "SELECT m.uid, b.metadata FROM messages m JOIN blobs b ON b.id = m.blob_id
-         WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
-    )?;
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut rows = st.query(params![mailbox.0, lo, hi])?;
-    while let Some(row) = rows.next()? {
-        let uid: Uid = row.get(0)?;
-        if wanted.binary_search(&uid).is_err() {
-            continue;
-        }
+    let sql = "SELECT m.uid, b.metadata FROM messages m JOIN blobs b ON b.id = m.blob_id
+               WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid";
+    scan_uids(conn, sql, mailbox, uids, |uid, row| {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("metadata of UID {uid}: {e}"));
         let json = row.get_ref(1)?.as_str().map_err(|e| corrupt(&e))?;
         let value: T = serde_json::from_str(json).map_err(|e| corrupt(&e))?;
-        out.push((uid, map(value)));
-    }
-    Ok(out)
+        Ok((uid, map(value)))
+    })
 }
 
 pub fn content_hashes(conn: &Connection, mailbox: MailboxId) -> Result<Vec<(Uid, BlobHash)>, StoreError> {
@@ -441,21 +425,10 @@ pub enum Body {
 
 /// The bodies of several messages in one scan, in UID order.
 pub fn bodies(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, Body)>, StoreError> {
-    let Some(Wanted { uids: wanted, lo, hi }) = Wanted::of(uids) else {
-        return Ok(Vec::new());
-    };
-    let mut st = conn.prepare_cached(
-        "SELECT m.uid, b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
-         LEFT JOIN blob_bodies d ON d.blob_id = b.id
-         WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid",
-    )?;
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut rows = st.query(params![mailbox.0, lo, hi])?;
-    while let Some(row) = rows.next()? {
-        let uid: Uid = row.get(0)?;
-        if wanted.binary_search(&uid).is_err() {
-            continue;
-        }
+    let sql = "SELECT m.uid, b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+               LEFT JOIN blob_bodies d ON d.blob_id = b.id
+               WHERE m.mailbox_id = ?1 AND m.uid BETWEEN ?2 AND ?3 ORDER BY m.uid";
+    scan_uids(conn, sql, mailbox, uids, |uid, row| {
         let (blob_id, account, hash, data): (i64, i64, Vec<u8>, Option<Vec<u8>>) =
             (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
         let body = match data {
@@ -466,29 +439,15 @@ pub fn bodies(conn: &Connection, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec
                     .map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?,
             ),
         };
-        out.push((uid, body));
-    }
-    Ok(out)
+        Ok((uid, body))
+    })
 }
 
 pub fn body(conn: &Connection, mailbox: MailboxId, uid: Uid) -> Result<Body, StoreError> {
-    let (blob_id, account, hash, data): (i64, i64, Vec<u8>, Option<Vec<u8>>) = conn
-        .prepare_cached(
-            "SELECT b.id, b.account_id, b.hash, d.data FROM messages m JOIN blobs b ON b.id = m.blob_id
-             LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
-        )?
-        .query_row(params![mailbox.0, uid], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?
-        .ok_or(StoreError::NoSuchMessage(uid))?;
-    if let Some(data) = data {
-        return Ok(Body::Inline(data));
-    }
-    let hash = hash
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("blob {blob_id} has a malformed hash")))?;
-    Ok(Body::File(AccountId(account), hash))
+    bodies(conn, mailbox, &[uid])?
+        .pop()
+        .map(|(_, body)| body)
+        .ok_or(StoreError::NoSuchMessage(uid))
 }
 
 pub fn store_flags(
