@@ -45,6 +45,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("migration source {0:?} does not exist; add it with `tern migrate source add {0} --host HOST`")]
+    NoSuchMigrationSource(String),
+    #[error("migration source {0:?} is used by {1} migration(s); remove them first")]
+    MigrationSourceInUse(String, u64),
+    #[error("no migration for {0}; add one with `tern migrate add`")]
+    NoSuchMigration(String),
     #[error("the write was not applied: {0}")]
     WriteFailed(String),
     #[error("the store is shut down")]

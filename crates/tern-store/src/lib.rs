@@ -15,6 +15,7 @@ mod changes;
 mod embedded;
 mod error;
 pub mod metadata;
+mod migration;
 pub mod password;
 mod store;
 mod types;
@@ -26,6 +27,7 @@ pub use changes::{ChangeEvent, ChangeKind};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use metadata::MessageMetadata;
+pub use migration::*;
 pub use store::Store;
 pub use types::*;
 

@@ -12,7 +12,8 @@ use tokio::sync::broadcast;
 use crate::metadata::MessageMetadata;
 use crate::{
     Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate,
-    Mailbox, MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, TextField, Uid,
+    Mailbox, MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
+    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, TextField, Uid,
 };
 
 #[async_trait]
@@ -135,6 +136,51 @@ pub trait Store: Send + Sync + 'static {
     /// Full-text search over decoded headers and text parts; every word of `query` must
     /// occur (as a word or word prefix). Returns matching UIDs in order.
     async fn search_text(&self, mailbox: MailboxId, field: TextField, query: &str) -> Result<Vec<Uid>>;
+
+    // --- Migration state (see the `migration` module) --------------------------------
+
+    /// Adds a source, or replaces the one of that name.
+    async fn put_migration_source(&self, source: MigrationSource) -> Result<()>;
+    async fn migration_sources(&self) -> Result<Vec<MigrationSource>>;
+    /// Removes a source no migration uses any more.
+    async fn delete_migration_source(&self, name: &str) -> Result<()>;
+    /// Creates the account's migration, or points its existing one at a new source,
+    /// user name and secret, keeping progress and map.
+    async fn put_migration(&self, migration: NewMigration) -> Result<Migration>;
+    /// All migrations, ordered by address.
+    async fn migrations(&self) -> Result<Vec<Migration>>;
+    /// The migration of the account at `address`.
+    async fn migration(&self, address: &str) -> Result<Migration>;
+    async fn set_migration_request(&self, id: MigrationId, request: &str) -> Result<()>;
+    async fn set_migration_progress(&self, id: MigrationId, progress: &str) -> Result<()>;
+    /// Replaces or (with `None`) wipes the source credentials.
+    async fn set_migration_secret(&self, id: MigrationId, secret: Option<Vec<u8>>) -> Result<()>;
+    /// Forgets a migration, its folders and its map (the copied mail stays).
+    async fn delete_migration(&self, id: MigrationId) -> Result<()>;
+    /// The source folders of a migration, in the order they were first seen.
+    async fn migration_folders(&self, migration: MigrationId) -> Result<Vec<MigrationFolder>>;
+    /// Adds or updates (by source name) one source folder of a migration.
+    async fn put_migration_folder(
+        &self,
+        migration: MigrationId,
+        source_name: &str,
+        mailbox: MailboxId,
+        state: &str,
+    ) -> Result<MigrationFolder>;
+    /// The folder's map from source messages to Tern messages.
+    async fn migrated_messages(&self, folder: MigrationFolderId) -> Result<Vec<MigratedMessage>>;
+    /// Adds or replaces map entries (after a flag change, or re-matching after a source
+    /// UIDVALIDITY change).
+    async fn record_migrated(&self, folder: MigrationFolderId, entries: Vec<MigratedMessage>) -> Result<()>;
+    /// Drops map entries: the given source keys, or (`None`) all of the folder.
+    async fn forget_migrated(&self, folder: MigrationFolderId, keys: Option<Vec<String>>) -> Result<()>;
+
+    // --- Settings ------------------------------------------------------------------
+
+    /// A setting the administrator changes at run time (the migration schedule, ...).
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Sets or (with `None`) removes a setting.
+    async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
 
     // --- Change bus ----------------------------------------------------------------
 

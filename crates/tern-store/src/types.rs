@@ -292,6 +292,9 @@ pub struct NewMessage {
     /// reports it unchanged (RFC 1939 §7), so clients that leave mail on the server do
     /// not download it again. `None` for everything else.
     pub pop3_uidl: Option<String>,
+    /// The source message a migration copied this from: its map entry is written in
+    /// the same transaction, so a pass killed at any moment never copies it twice.
+    pub migrated_from: Option<crate::MigrationOrigin>,
 }
 
 impl NewMessage {
@@ -301,6 +304,7 @@ impl NewMessage {
             flags: Flags::default(),
             internal_date: None,
             pop3_uidl: None,
+            migrated_from: None,
         }
     }
 }

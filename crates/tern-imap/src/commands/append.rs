@@ -43,6 +43,7 @@ pub async fn append(
         flags,
         internal_date: date.map(|d| d.as_ref().timestamp()),
         pop3_uidl: None,
+        migrated_from: None,
     };
     let appended = s.store.append(target.id, vec![message]).await?;
     let Some(a) = appended.first() else {

@@ -211,6 +211,7 @@ pub fn delete_account(
         conn.execute("DELETE FROM expunged WHERE mailbox_id = ?1", [b.id.0])?;
     }
     conn.execute("DELETE FROM mailboxes WHERE account_id = ?1", [id.0])?;
+    super::migration::delete_for_account(conn, id)?;
     conn.execute("DELETE FROM aliases WHERE account_id = ?1", [id.0])?;
     conn.execute("UPDATE domains SET catch_all = NULL WHERE catch_all = ?1", [id.0])?;
     conn.execute("DELETE FROM accounts WHERE id = ?1", [id.0])?;

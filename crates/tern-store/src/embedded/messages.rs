@@ -27,15 +27,18 @@ pub struct Prepared {
     pub flags: Flags,
     pub internal_date: i64,
     pub pop3_uidl: Option<String>,
+    pub migrated_from: Option<crate::MigrationOrigin>,
 }
 
 impl Prepared {
-    pub fn new(
-        raw: Vec<u8>,
-        flags: Flags,
-        internal_date: Option<i64>,
-        pop3_uidl: Option<String>,
-    ) -> Result<Prepared, StoreError> {
+    pub fn new(message: crate::NewMessage) -> Result<Prepared, StoreError> {
+        let crate::NewMessage {
+            raw,
+            flags,
+            internal_date,
+            pop3_uidl,
+            migrated_from,
+        } = message;
         if raw.is_empty() {
             return Err(StoreError::EmptyMessage);
         }
@@ -49,6 +52,7 @@ impl Prepared {
             flags,
             internal_date: internal_date.unwrap_or_else(|| now() as i64),
             pop3_uidl,
+            migrated_from,
         })
     }
 
@@ -265,6 +269,9 @@ pub fn append(
         if let Some(uidl) = &p.pop3_uidl {
             conn.prepare_cached("INSERT INTO pop3_uidls (mailbox_id, uid, uidl) VALUES (?1, ?2, ?3)")?
                 .execute(params![m.id.0, uid, uidl])?;
+        }
+        if let Some(origin) = &p.migrated_from {
+            super::migration::record_origin(conn, origin, uid, modseq)?;
         }
         delta.add(p.flags.system, p.raw.len() as u64, 1);
         out.push(Appended {

@@ -19,6 +19,7 @@ mod accounts;
 mod index;
 mod mailboxes;
 mod messages;
+mod migration;
 mod schema;
 mod writer;
 
@@ -34,7 +35,8 @@ use crate::changes::{ChangeBus, ChangeEvent, ChangeKind};
 use crate::metadata::MessageMetadata;
 use crate::{
     Account, AccountId, Alias, Appended, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox,
-    MailboxId, MessageSummary, ModSeq, NewAccount, NewMessage, Result, SpecialUse, Store, StoreError, TextField, Uid,
+    MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
+    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, Store, StoreError, TextField, Uid,
 };
 use messages::Prepared;
 use writer::{Effects, Writer};
@@ -381,7 +383,7 @@ impl Store for EmbeddedStore {
             messages
                 .into_iter()
                 .map(|m| {
-                    let p = Prepared::new(m.raw, m.flags, m.internal_date, m.pop3_uidl)?;
+                    let p = Prepared::new(m)?;
                     if !p.inline() {
                         inner.blobs.put(account, &p.hash, &p.raw)?;
                     }
@@ -527,6 +529,99 @@ impl Store for EmbeddedStore {
         self.inner.indexer.caught_up().await;
         let query = query.to_string();
         self.read(move |c| messages::search_text(c, mailbox, field, &query))
+            .await
+    }
+
+    async fn put_migration_source(&self, source: MigrationSource) -> Result<()> {
+        self.write_events(move |c| Ok((migration::put_source(c, &source)?, Vec::new())))
+            .await
+    }
+
+    async fn migration_sources(&self) -> Result<Vec<MigrationSource>> {
+        self.read(migration::sources).await
+    }
+
+    async fn delete_migration_source(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write_events(move |c| Ok((migration::delete_source(c, &name)?, Vec::new())))
+            .await
+    }
+
+    async fn put_migration(&self, new: NewMigration) -> Result<Migration> {
+        self.write_events(move |c| Ok((migration::put_migration(c, &new)?, Vec::new())))
+            .await
+    }
+
+    async fn migrations(&self) -> Result<Vec<Migration>> {
+        self.read(migration::migrations).await
+    }
+
+    async fn migration(&self, address: &str) -> Result<Migration> {
+        let address = address.to_string();
+        self.read(move |c| migration::migration(c, &address)).await
+    }
+
+    async fn set_migration_request(&self, id: MigrationId, request: &str) -> Result<()> {
+        let value = rusqlite::types::Value::Text(request.to_string());
+        self.write_events(move |c| Ok((migration::set_column(c, id, "request", value)?, Vec::new())))
+            .await
+    }
+
+    async fn set_migration_progress(&self, id: MigrationId, progress: &str) -> Result<()> {
+        let value = rusqlite::types::Value::Text(progress.to_string());
+        self.write_events(move |c| Ok((migration::set_column(c, id, "progress", value)?, Vec::new())))
+            .await
+    }
+
+    async fn set_migration_secret(&self, id: MigrationId, secret: Option<Vec<u8>>) -> Result<()> {
+        let value = secret.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Blob);
+        self.write_events(move |c| Ok((migration::set_column(c, id, "secret", value)?, Vec::new())))
+            .await
+    }
+
+    async fn delete_migration(&self, id: MigrationId) -> Result<()> {
+        self.write_events(move |c| Ok((migration::delete_migration(c, id)?, Vec::new())))
+            .await
+    }
+
+    async fn migration_folders(&self, id: MigrationId) -> Result<Vec<MigrationFolder>> {
+        self.read(move |c| migration::folders(c, id)).await
+    }
+
+    async fn put_migration_folder(
+        &self,
+        id: MigrationId,
+        source_name: &str,
+        mailbox: MailboxId,
+        state: &str,
+    ) -> Result<MigrationFolder> {
+        let (source_name, state) = (source_name.to_string(), state.to_string());
+        self.write_events(move |c| Ok((migration::put_folder(c, id, &source_name, mailbox, &state)?, Vec::new())))
+            .await
+    }
+
+    async fn migrated_messages(&self, folder: MigrationFolderId) -> Result<Vec<MigratedMessage>> {
+        self.read(move |c| migration::migrated(c, folder)).await
+    }
+
+    async fn record_migrated(&self, folder: MigrationFolderId, entries: Vec<MigratedMessage>) -> Result<()> {
+        self.write_events(move |c| Ok((migration::record_migrated(c, folder, &entries)?, Vec::new())))
+            .await
+    }
+
+    async fn forget_migrated(&self, folder: MigrationFolderId, keys: Option<Vec<String>>) -> Result<()> {
+        self.write_events(move |c| Ok((migration::forget_migrated(c, folder, keys.as_deref())?, Vec::new())))
+            .await
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |c| migration::setting(c, &key)).await
+    }
+
+    async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let (key, value) = (key.to_string(), value.map(str::to_string));
+        self.write_events(move |c| Ok((migration::set_setting(c, &key, value.as_deref())?, Vec::new())))
             .await
     }
 

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped when the schema changes; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -151,6 +151,46 @@ CREATE TABLE pop3_uidls (
 ) WITHOUT ROWID;
 "#;
 
+/// Schema 3: the migration engine's records (see `crate::migration`) and settings the
+/// administrator changes at run time (the migration schedule).
+const SCHEMA_3: &str = r#"
+CREATE TABLE migration_sources (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,                  -- JSON owned by tern-migrate
+    secret BLOB                              -- encrypted by tern-migrate
+);
+CREATE TABLE migrations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    remote_user TEXT NOT NULL,
+    secret BLOB,
+    request TEXT NOT NULL,                   -- written by the CLI
+    progress TEXT NOT NULL,                  -- written by the worker
+    updated INTEGER NOT NULL
+);
+CREATE TABLE migration_folders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration_id INTEGER NOT NULL,
+    source_name TEXT NOT NULL,
+    mailbox_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    UNIQUE (migration_id, source_name)
+);
+-- Source message -> Tern message; written in the append's own transaction.
+CREATE TABLE migrated_messages (
+    folder_id INTEGER NOT NULL,
+    source_key TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, source_key)
+) WITHOUT ROWID;
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
 /// Creates the schema in a new database, or checks and upgrades an existing one.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Space freed by expunged inline bodies is handed back in steps instead of only
@@ -170,6 +210,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             (SCHEMA_VERSION, now),
         )?;
         tx.execute_batch(SCHEMA_2)?;
+        tx.execute_batch(SCHEMA_3)?;
     } else {
         let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -179,6 +220,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         if version < 2 {
             tx.execute_batch(SCHEMA_2)?;
+        }
+        if version < 3 {
+            tx.execute_batch(SCHEMA_3)?;
         }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

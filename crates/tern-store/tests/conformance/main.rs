@@ -6,6 +6,7 @@ mod accounts;
 mod concurrency;
 mod mailboxes;
 mod messages;
+mod migration;
 
 use std::sync::Arc;
 
@@ -83,6 +84,9 @@ backends!(
     messages::content_hashes_identify_messages,
     messages::quota_is_enforced,
     messages::delete_account_removes_mail,
+    migration::sources_and_migrations_lifecycle,
+    migration::migrated_messages_are_mapped_atomically,
+    migration::settings_round_trip,
     concurrency::change_bus_announces_within_100ms,
     concurrency::two_writers_and_a_reader,
 );
