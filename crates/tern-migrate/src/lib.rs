@@ -1,12 +1,105 @@
 //! Bringing mail into Tern.
 //!
-//! Today this crate reads exported mailboxes — Maildir folders and mbox files, as
-//! written by Dovecot, mutt/neomutt, Thunderbird or Python's `mailbox` module — for
-//! `tern import maildir|mbox`. Later it will also hold the IMAP/POP3 migration passes
-//! that copy mailboxes from a live old provider.
+//! Two ways in:
 //!
-//! The readers here know nothing of Tern's store: they yield plain
-//! [`export::ExportedMessage`] values (the message bytes exactly as exported, flags,
-//! keywords, internal date) and the caller appends them through the store.
+//! - **Migration** from a live old provider over IMAP or POP3 (`tern migrate`): passes
+//!   that copy every user's mailbox in the background, byte for byte with flags and
+//!   dates, resumable at any point and never duplicating. The pieces, in the order a
+//!   pass uses them: [`source`] (how to reach the old server), [`secrets`] (its
+//!   passwords at rest), [`connect`], [`imap_source`] / [`pop3_source`] (the clients),
+//!   [`folders`] (which folder goes where), [`pass`] (one pass over one mailbox),
+//!   [`throttle`] and [`schedule`] (rate caps and off-hours windows), [`worker`] (the
+//!   pool inside `tern serve`), [`report`] and [`verify`].
+//! - **Import** of exported mailboxes ([`export`]): Maildir folders and mbox files for
+//!   `tern import maildir|mbox`.
+//!
+//! Everything durable goes through `tern_store::Store`; the migration's own records
+//! ([`state`]) are JSON documents the store keeps beside the mail.
 
+pub mod connect;
 pub mod export;
+pub mod folders;
+pub mod imap_source;
+pub mod pass;
+pub mod pop3_source;
+pub mod report;
+pub mod schedule;
+pub mod secrets;
+pub mod source;
+pub mod state;
+pub mod throttle;
+pub mod verify;
+pub mod worker;
+
+use tern_store::StoreError;
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What can go wrong in a migration. Each message names the server and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot connect to {host}:{port}: {reason}; check --host and --port of the source")]
+    Connect { host: String, port: u16, reason: String },
+    #[error("TLS with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("{host} refused the login: {reason}; check the user name and password (tern migrate add again to change them)")]
+    Login { host: String, reason: String },
+    /// The provider asks us to slow down (Microsoft 365's "throttled"): back off.
+    #[error("{host} is throttling this account: {reason}")]
+    Throttled { host: String, reason: String },
+    #[error("{host} answered: {reason}")]
+    Protocol { host: String, reason: String },
+    #[error("connection to the source lost: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl MigrateError {
+    pub fn from_imap(host: &str, e: async_imap::error::Error) -> MigrateError {
+        use async_imap::error::Error;
+        match e {
+            Error::No(text) | Error::Bad(text) if is_throttling(&text) => MigrateError::Throttled {
+                host: host.to_string(),
+                reason: text,
+            },
+            Error::No(text) | Error::Bad(text) => MigrateError::Protocol {
+                host: host.to_string(),
+                reason: text,
+            },
+            Error::Io(e) => MigrateError::Io(format!("{host}: {e}")),
+            Error::ConnectionLost => MigrateError::Io(format!("{host} closed the connection")),
+            other => MigrateError::Protocol {
+                host: host.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Worth trying again on a new connection (as opposed to a wrong password).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            MigrateError::Io(_) | MigrateError::Throttled { .. } | MigrateError::Connect { .. }
+        )
+    }
+}
+
+/// Microsoft 365 says "Request is throttled" or "Server Unavailable. 15"; RFC 5530's
+/// [UNAVAILABLE] and [LIMIT] mean the same.
+pub fn is_throttling(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["throttl", "[unavailable]", "[limit]", "server unavailable", "too many"]
+        .iter()
+        .any(|w| t.contains(w))
+}
