@@ -335,7 +335,10 @@ fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {
 }
 
 /// `("prefix" "delim")("prefix2" NIL))...` → the pairs and what follows the group.
-fn parse_namespace_group(mut s: &str) -> Option<(Vec<(String, Option<char>)>, &str)> {
+/// A namespace's prefix and hierarchy delimiter.
+type NamespaceItem = (String, Option<char>);
+
+fn parse_namespace_group(mut s: &str) -> Option<(Vec<NamespaceItem>, &str)> {
     let mut items = Vec::new();
     loop {
         s = s.trim_start();

@@ -475,10 +475,7 @@ async fn sync_folder(
     copier.uidvalidity = st.uidvalidity;
     copier.candidates = Mutex::new(candidates);
     let copied = copy_messages(shared, source, &copier, &todo).await?;
-    let stopped = match copied {
-        Ok(()) => None,
-        Err(outcome) => Some(outcome),
-    };
+    let stopped = copied.err();
     let failed = copier.failed();
     state.errors = failed.len() as u64;
     state.failed = failed;
@@ -817,7 +814,8 @@ pub(crate) async fn apply_flags(
         .map(|s| (s.uid, s))
         .collect();
     // Grouped by (MODSEQ the migration wrote, new flags): one UNCHANGEDSINCE store each.
-    let mut groups: BTreeMap<(u64, Vec<String>), (Flags, Vec<(Uid, String)>)> = BTreeMap::new();
+    type Group = (Flags, Vec<(Uid, String)>);
+    let mut groups: BTreeMap<(u64, Vec<String>), Group> = BTreeMap::new();
     for (entry, flags) in wanted {
         let Some(summary) = now.get(&entry.uid) else {
             continue; // moved or deleted by its user: theirs to keep

@@ -217,6 +217,23 @@ fn received_date(raw: &[u8]) -> Option<i64> {
     received.or_else(|| message.date().map(|d| d.to_timestamp()))
 }
 
+/// Content hash (with no flags or date: POP3 has neither) and size of every message in
+/// the maildrop, for `verify`.
+pub(crate) async fn digests(
+    settings: &SourceSettings,
+    login: &Login,
+) -> Result<Vec<((tern_store::ContentHash, Flags, Option<i64>), u64)>, MigrateError> {
+    let mut client = connect(settings, login).await?;
+    let mut out = Vec::new();
+    for (number, _, _) in listing(&mut client, &settings.host).await? {
+        let content = client.retr(number).await.map_err(|e| pop_err(&settings.host, e))?;
+        let raw = unstuff(&content);
+        out.push(((tern_store::content_hash(&raw), Flags::default(), None), raw.len() as u64));
+    }
+    let _ = client.quit().await;
+    Ok(out)
+}
+
 /// Copies the maildrop into INBOX.
 pub(crate) async fn run_pass(shared: &Shared) -> Result<Outcome, MigrateError> {
     let input = &shared.input;

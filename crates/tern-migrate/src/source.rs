@@ -104,8 +104,10 @@ impl SourceSettings {
             ),
             Preset::Office365 => ("outlook.office365.com", None, Vec::new()),
         };
-        let mut rules = crate::folders::FolderRules::default();
-        rules.exclude_attributes = excluded;
+        let rules = crate::folders::FolderRules {
+            exclude_attributes: excluded,
+            ..Default::default()
+        };
         SourceSettings {
             host: host.to_string(),
             port: default_port(protocol, TlsMode::Implicit),

@@ -52,6 +52,8 @@ pub struct Migration {
     pub progress: String,
     /// Unix seconds of the last change to either.
     pub updated: i64,
+    /// The worker running it and until when its lease holds (unix seconds).
+    pub lease: Option<(String, i64)>,
 }
 
 /// A migration to create. Creating one for an account that has one replaces its source,

@@ -155,6 +155,15 @@ pub trait Store: Send + Sync + 'static {
     async fn set_migration_progress(&self, id: MigrationId, progress: &str) -> Result<()>;
     /// Replaces or (with `None`) wipes the source credentials.
     async fn set_migration_secret(&self, id: MigrationId, secret: Option<Vec<u8>>) -> Result<()>;
+    /// Takes (or renews) the right to run a migration until `until` (unix seconds):
+    /// `true` when nobody else holds it. Keeps two workers (two nodes, or `tern migrate
+    /// run` beside `tern serve`) from copying the same mailbox at once. `dead_owner`
+    /// names a holder the caller knows has died (a process gone from this machine),
+    /// whose lease may be taken before it runs out.
+    async fn claim_migration(&self, id: MigrationId, owner: &str, until: i64, dead_owner: Option<&str>)
+    -> Result<bool>;
+    /// Gives the lease back.
+    async fn release_migration(&self, id: MigrationId, owner: &str) -> Result<()>;
     /// Forgets a migration, its folders and its map (the copied mail stays).
     async fn delete_migration(&self, id: MigrationId) -> Result<()>;
     /// The source folders of a migration, in the order they were first seen.

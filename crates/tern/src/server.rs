@@ -19,6 +19,8 @@ use crate::listeners::{Limits, ListenError, ListenerSpec, Listeners, Service, Sh
 /// Why Tern could not start or stop cleanly. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    MigrationKey(tern_migrate::secrets::SecretError),
     #[error("cannot open the mail store in {path}: {source}")]
     Store {
         path: String,
@@ -89,6 +91,8 @@ pub struct ServiceState {
 pub struct Running {
     pub store: EmbeddedStore,
     listeners: Listeners,
+    /// The migration worker pool (tern-migrate) and the switch that stops it.
+    migrations: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     pub states: Vec<ServiceState>,
     grace: std::time::Duration,
     signals: ShutdownSignals,
@@ -137,6 +141,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         }
     }
     let listeners = Listeners::bind(specs, tls, Limits::from(&config.limits)).await?;
+    let migrations = start_migrations(data_dir, config, &shared)?;
     // Report the addresses actually bound (port 0 in a config means "any free port").
     for state in &mut states {
         let bound: Vec<SocketAddr> = listeners
@@ -152,10 +157,30 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     Ok(Running {
         store,
         listeners,
+        migrations,
         states,
         grace: config.shutdown.grace(),
         signals,
     })
+}
+
+/// The migration worker: runs the passes `tern migrate` asks for, in the background.
+fn start_migrations(
+    data_dir: &Path,
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>), ServeError> {
+    let secrets = tern_migrate::secrets::SecretBox::open_or_create(&data_dir.join(tern_migrate::secrets::SecretBox::FILE))
+        .map_err(ServeError::MigrationKey)?;
+    let worker = tern_migrate::worker::Worker::new(
+        store.clone(),
+        tern_migrate::worker::WorkerConfig {
+            secrets: Arc::new(secrets),
+            max_message_size: config.limits.max_message_size,
+        },
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok((stop, tokio::spawn(worker.run(stopped))))
 }
 
 impl Running {
@@ -167,6 +192,10 @@ impl Running {
 
     /// Stops accepting, lets sessions finish within the grace period, flushes the store.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        // Running passes stop between batches and resume at the next start.
+        let (stop, worker) = self.migrations;
+        let _ = stop.send(true);
+        let _ = worker.await;
         let report = self.listeners.shutdown(self.grace).await;
         if report.aborted > 0 {
             tracing::warn!(

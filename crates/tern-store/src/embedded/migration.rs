@@ -43,7 +43,7 @@ pub fn delete_source(conn: &Connection, name: &str) -> Result<(), StoreError> {
 }
 
 const MIGRATION_SELECT: &str = "SELECT m.id, m.account_id, a.local_part || '@' || d.name, m.source, m.remote_user,
-        m.secret, m.request, m.progress, m.updated
+        m.secret, m.request, m.progress, m.updated, m.lease_owner, m.lease_until
     FROM migrations m JOIN accounts a ON a.id = m.account_id JOIN domains d ON d.id = a.domain_id";
 
 fn migration_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Migration> {
@@ -57,6 +57,10 @@ fn migration_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Migration> {
         request: r.get(6)?,
         progress: r.get(7)?,
         updated: r.get(8)?,
+        lease: match r.get::<_, Option<String>>(9)? {
+            Some(owner) => Some((owner, r.get(10)?)),
+            None => None,
+        },
     })
 }
 
@@ -110,6 +114,31 @@ pub fn set_column(
     if n == 0 {
         return Err(StoreError::NoSuchMigration(format!("migration #{}", id.0)));
     }
+    Ok(())
+}
+
+/// Takes or renews the lease on a migration: succeeds when nobody holds it, it ran
+/// out, or `owner` already holds it. One statement, so two workers cannot both win.
+pub fn claim(
+    conn: &Connection,
+    id: MigrationId,
+    owner: &str,
+    until: i64,
+    dead_owner: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE migrations SET lease_owner = ?1, lease_until = ?2
+         WHERE id = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_until < ?4 OR lease_owner = ?5)",
+        params![owner, until, id.0, now() as i64, dead_owner],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn release(conn: &Connection, id: MigrationId, owner: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE migrations SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
+        params![id.0, owner],
+    )?;
     Ok(())
 }
 

@@ -579,6 +579,18 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn claim_migration(&self, id: MigrationId, owner: &str, until: i64, dead_owner: Option<&str>) -> Result<bool> {
+        let (owner, dead) = (owner.to_string(), dead_owner.map(str::to_string));
+        self.write_events(move |c| Ok((migration::claim(c, id, &owner, until, dead.as_deref())?, Vec::new())))
+            .await
+    }
+
+    async fn release_migration(&self, id: MigrationId, owner: &str) -> Result<()> {
+        let owner = owner.to_string();
+        self.write_events(move |c| Ok((migration::release(c, id, &owner)?, Vec::new())))
+            .await
+    }
+
     async fn delete_migration(&self, id: MigrationId) -> Result<()> {
         self.write_events(move |c| Ok((migration::delete_migration(c, id)?, Vec::new())))
             .await

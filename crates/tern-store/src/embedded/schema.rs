@@ -167,6 +167,8 @@ CREATE TABLE migrations (
     secret BLOB,
     request TEXT NOT NULL,                   -- written by the CLI
     progress TEXT NOT NULL,                  -- written by the worker
+    lease_owner TEXT,                        -- the worker running it, until lease_until
+    lease_until INTEGER NOT NULL DEFAULT 0,
     updated INTEGER NOT NULL
 );
 CREATE TABLE migration_folders (

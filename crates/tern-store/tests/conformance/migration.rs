@@ -60,6 +60,19 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
         f.store.delete_migration_source("old").await,
         Err(StoreError::MigrationSourceInUse(_, 1))
     ));
+    let later = 4_000_000_000;
+    assert!(f.store.claim_migration(m.id, "node-a", later, None).await.unwrap());
+    assert!(!f.store.claim_migration(m.id, "node-b", later, None).await.unwrap());
+    assert!(f.store.claim_migration(m.id, "node-a", later, None).await.unwrap(), "renewal");
+    let held = f.store.migration("alice@example.test").await.unwrap();
+    assert_eq!(held.lease, Some(("node-a".to_string(), later)));
+    f.store.release_migration(m.id, "node-a").await.unwrap();
+    assert!(f.store.claim_migration(m.id, "node-b", 1, None).await.unwrap());
+    assert!(
+        f.store.claim_migration(m.id, "node-a", later, None).await.unwrap(),
+        "an expired lease is taken over"
+    );
+    assert!(f.store.claim_migration(m.id, "node-c", later, Some("node-a")).await.unwrap(), "a dead holder's");
     f.store.set_migration_secret(m.id, None).await.unwrap();
     let wiped = f.store.migration("alice@example.test").await.unwrap();
     assert_eq!(wiped.secret, None);
