@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "meeting",
     "budget",
     "report",
@@ -26,7 +26,7 @@ const WORDS: &[&str] = &[
     "résumé",
     "update",
 ];
-const NAMES: &[(&str, &str)] = &[
+pub(crate) const NAMES: &[(&str, &str)] = &[
     ("Alice Example", "alice@example.test"),
     ("Bob Builder", "bob@example.org"),
     ("Carol Müller", "carol@example.net"),
@@ -40,7 +40,7 @@ pub fn messages(seed: u64, count: usize, size: usize) -> Vec<Vec<u8>> {
     (0..count).map(|i| message(&mut rng, seed, i, size)).collect()
 }
 
-fn sentence(rng: &mut StdRng, words: usize) -> String {
+pub(crate) fn sentence(rng: &mut StdRng, words: usize) -> String {
     (0..words)
         .map(|_| WORDS[rng.random_range(0..WORDS.len())])
         .collect::<Vec<_>>()
