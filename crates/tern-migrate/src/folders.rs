@@ -33,6 +33,21 @@ pub struct Namespace {
     pub delimiter: Option<char>,
     /// Other users' and shared namespaces' prefixes: never copied.
     pub foreign_prefixes: Vec<String>,
+    /// Only folders beneath the prefix are the mailbox's (a user root given by the
+    /// administrator, e.g. an admin login that sees every user's folders).
+    pub prefix_required: bool,
+}
+
+impl Namespace {
+    /// Narrows the namespace to a user root folder (UTF-8, with the source's
+    /// delimiter), as migration tools' CSV files give it.
+    pub fn with_root(mut self, root: &str) -> Namespace {
+        let delimiter = self.delimiter.unwrap_or('/');
+        let root = root.trim_end_matches(delimiter);
+        self.prefix = format!("{}{delimiter}", tern_store::utf7::encode(root));
+        self.prefix_required = true;
+        self
+    }
 }
 
 /// A folder as the source lists it.
@@ -226,7 +241,11 @@ pub fn display_name(folder: &SourceFolder, ns: &Namespace) -> Option<String> {
     {
         return None;
     }
-    let inner = if !ns_prefix.is_empty() && decoded.len() > ns_prefix.len() && starts_with_ci(&decoded, &ns_prefix) {
+    let under_prefix = !ns_prefix.is_empty() && decoded.len() > ns_prefix.len() && starts_with_ci(&decoded, &ns_prefix);
+    if ns.prefix_required && !under_prefix {
+        return None;
+    }
+    let inner = if under_prefix {
         &decoded[ns_prefix.len()..]
     } else {
         decoded.as_str()
@@ -261,7 +280,7 @@ pub fn plan(folder: &SourceFolder, ns: &Namespace, rules: &FolderRules) -> Plan 
         return skip(format!("{a} folders are excluded (a view of mail in other folders)"));
     }
     let Some(name) = display_name(folder, ns) else {
-        return skip("belongs to a shared or another user's namespace".into());
+        return skip("outside the mailbox's namespace or root folder".into());
     };
     if let Some(p) = rules.exclude.iter().find(|p| glob_matches(p, &name)) {
         return skip(format!("excluded by the rule {p:?}"));
@@ -327,6 +346,7 @@ pub fn parse_namespace(line: &str) -> Option<Namespace> {
         prefix,
         delimiter,
         foreign_prefixes: foreign,
+        prefix_required: false,
     })
 }
 
@@ -413,6 +433,10 @@ mod tests {
             "Käse"
         );
         assert!(matches!(plan(&folder("#shared.x", '.', &[]), &ns, &rules), Plan::Skip { .. }));
+        // A user root: only its subtree, without the root.
+        let rooted = parse_namespace(r#"(("" "/")) NIL NIL"#).unwrap().with_root("users/alice");
+        assert_eq!(target(plan(&folder("users/alice/Work", '/', &[]), &rooted, &rules)).0, "Work");
+        assert!(matches!(plan(&folder("users/bob/Work", '/', &[]), &rooted, &rules), Plan::Skip { .. }));
     }
 
     #[test]

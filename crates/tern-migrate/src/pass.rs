@@ -200,7 +200,10 @@ async fn run_imap(shared: Arc<Shared>) -> Result<Outcome, MigrateError> {
     let input = &shared.input;
     let mut lister = ImapSource::connect(&input.settings, &input.login).await?;
     let listed = lister.folders().await?;
-    let namespace = lister.namespace.clone();
+    let namespace = match &input.request.user_root {
+        Some(root) => lister.namespace.clone().with_root(root),
+        None => lister.namespace.clone(),
+    };
     let known: HashMap<String, MigrationFolder> = input
         .store
         .migration_folders(input.migration.id)

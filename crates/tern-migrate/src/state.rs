@@ -66,6 +66,9 @@ pub struct Request {
     pub cancelled: bool,
     /// Set once the domain's MX points here; deletions are no longer propagated.
     pub cutover: Option<i64>,
+    /// The mailbox's root folder at the source (the CSV's UserRoot): only folders
+    /// beneath it are copied, without the root in their names.
+    pub user_root: Option<String>,
 }
 
 /// Where a migration is.

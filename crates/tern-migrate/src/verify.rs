@@ -97,13 +97,17 @@ pub async fn verify(
     account: tern_store::AccountId,
     settings: &SourceSettings,
     login: &Login,
+    user_root: Option<&str>,
 ) -> Result<Verdict, MigrateError> {
     if settings.protocol == Protocol::Pop3 {
         return verify_pop3(store, account, settings, login).await;
     }
     let mut source = ImapSource::connect(settings, login).await?;
     let listed = source.folders().await?;
-    let namespace = source.namespace.clone();
+    let namespace = match user_root {
+        Some(root) => source.namespace.clone().with_root(root),
+        None => source.namespace.clone(),
+    };
     let mailboxes = store.mailboxes(account).await?;
     let mut by_target: BTreeMap<String, (Vec<String>, Vec<Digest>, u64)> = BTreeMap::new();
     for folder in &listed {

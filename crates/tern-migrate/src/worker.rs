@@ -175,7 +175,6 @@ impl Worker {
         let schedule = self.schedule().await;
         self.global_limit.set_rate(schedule.max_rate);
         let open = schedule.is_open(chrono::Utc::now());
-        let migrations = self.store.migrations().await?;
 
         // Finished passes.
         let done: Vec<MigrationId> = self
@@ -189,6 +188,8 @@ impl Worker {
                 self.finish(id, r).await?;
             }
         }
+        // Read after finishing, so a pass that just ended is seen as handled.
+        let migrations = self.store.migrations().await?;
 
         // Steer running passes, renew their leases.
         for m in &migrations {

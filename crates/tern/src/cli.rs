@@ -53,6 +53,13 @@ pub enum Command {
     /// Bring an exported mailbox (maildir or mbox) into an account.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Copy users' mailboxes from the old provider (IMAP or POP3), in the background.
+    ///
+    /// Add the old server as a source, add each mailbox, start a pre-stage pass; after
+    /// the MX record moves, run delta passes, then finish. Passes run inside
+    /// `tern serve` (or `tern migrate run`). docs/migration.md walks through it.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -195,4 +202,241 @@ pub struct ImportArgs {
     /// tree, subfolders go beneath this folder.
     #[arg(long, value_name = "NAME")]
     pub folder: Option<String>,
+}
+
+/// Which migrations a command applies to: one mailbox, a domain's, or all.
+#[derive(Debug, Args)]
+pub struct MigrationSelector {
+    /// Only this mailbox (its Tern address).
+    #[arg(long, value_name = "EMAIL", conflicts_with = "domain")]
+    pub user: Option<String>,
+    /// Only the mailboxes of this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Manage the old provider's servers.
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// Add a mailbox to migrate: one (--user) or many from a CSV file (--csv).
+    Add(MigrateAddArgs),
+    /// Ask for a pass over the selected mailboxes (all by default).
+    Start(MigrateStartArgs),
+    /// Show or change when and how fast passes run.
+    Schedule(MigrateScheduleArgs),
+    /// Progress per mailbox: messages, bytes, rate, ETA, errors.
+    Status(MigrateStatusArgs),
+    /// One mailbox's report: per folder, what was copied, skipped and why, errors.
+    Report {
+        email: String,
+        #[arg(long)]
+        json: bool,
+        /// Also deliver the report as a message into the user's INBOX.
+        #[arg(long)]
+        deliver: bool,
+    },
+    /// Compare the source and Tern folder by folder (counts, sizes, flags, content).
+    ///
+    /// Reads everything at the source again and does not trust the migration's own
+    /// records. Exits with status 1 if a source message is missing in Tern.
+    Verify {
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause running and queued passes; `resume` continues where they stopped.
+    Pause(MigrationSelector),
+    /// Continue paused passes.
+    Resume(MigrationSelector),
+    /// Stop passes and drop what was asked for (copied mail stays).
+    Cancel(MigrationSelector),
+    /// Final delta pass, then wipe the stored source credentials and mark done.
+    Finish {
+        /// The mailbox to finish.
+        #[arg(required_unless_present = "domain", conflicts_with = "domain")]
+        email: Option<String>,
+        /// Finish every mailbox of this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Wait until the final pass has ended (needs `tern serve` or `tern migrate run`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Run queued passes in the foreground until none is left (without `tern serve`).
+    Run,
+    /// Forget a mailbox's migration (its copied mail stays in Tern).
+    Remove { email: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Add (or change) an old provider's server.
+    Add(SourceAddArgs),
+    /// List sources.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a source no migration uses.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SourceAddArgs {
+    /// A name for this source, e.g. "oldmail".
+    pub name: String,
+    /// The server's host name (a preset fills it in for Gmail and Microsoft 365).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port; default 993/143 for IMAP, 995/110 for POP3 by TLS mode.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// implicit (IMAPS/POP3S), starttls, or none (loopback only unless --allow-plaintext).
+    #[arg(long, value_enum)]
+    pub tls: Option<TlsArg>,
+    #[arg(long, value_enum, default_value = "imap")]
+    pub protocol: ProtocolArg,
+    /// login: IMAP LOGIN / POP3 USER+PASS; plain: SASL PLAIN; xoauth2: OAuth access tokens.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// An admin ("master") user that can open every mailbox.
+    #[arg(long, requires = "admin_password_stdin")]
+    pub admin_user: Option<String>,
+    /// Read the admin's password from standard input.
+    #[arg(long, requires = "admin_user")]
+    pub admin_password_stdin: bool,
+    #[arg(long, value_enum, default_value = "generic")]
+    pub preset: PresetArg,
+    /// Allow --tls none to a host other than loopback.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// A PEM file of CA certificates to trust for this source (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Connections per mailbox (folders are spread over them).
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+    /// Do not copy folders matching this pattern (* any text, % within a level).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Copy folder FROM (and its subfolders) to TO, e.g. --rename "Old Stuff=Archive/Old".
+    #[arg(long, value_name = "FROM=TO")]
+    pub rename: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TlsArg {
+    Implicit,
+    Starttls,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Imap,
+    Pop3,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AuthArg {
+    Plain,
+    Login,
+    Xoauth2,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    Generic,
+    Gmail,
+    Office365,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateAddArgs {
+    /// The source (from `tern migrate source add`).
+    #[arg(long)]
+    pub source: String,
+    /// The Tern account the mail goes to.
+    #[arg(long, value_name = "EMAIL", required_unless_present = "csv", conflicts_with = "csv")]
+    pub user: Option<String>,
+    /// The user name at the source (default: the Tern address).
+    #[arg(long, value_name = "NAME")]
+    pub remote_user: Option<String>,
+    /// Read the mailbox's password from standard input.
+    #[arg(long, conflicts_with = "token_stdin")]
+    pub password_stdin: bool,
+    /// Read an OAuth 2.0 access token from standard input (--auth xoauth2 sources).
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Many mailboxes: a CSV with columns EmailAddress,UserName,Password[,UserRoot].
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStartArgs {
+    /// prestage (bulk, in schedule windows), full (everything, now), delta (what
+    /// changed since the last pass), retry-errors.
+    #[arg(long, value_enum, default_value = "prestage")]
+    pub pass: PassArg,
+    /// Only messages received on or after this date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only messages received before this date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub before: Option<String>,
+    /// Also delete from Tern what was deleted at the source (refused after cutover).
+    #[arg(long)]
+    pub propagate_deletions: bool,
+    #[command(flatten)]
+    pub which: MigrationSelector,
+    /// Wait until the passes have ended (needs `tern serve` or `tern migrate run`).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PassArg {
+    Prestage,
+    Full,
+    Delta,
+    RetryErrors,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateScheduleArgs {
+    /// A window when pre-stage passes run, e.g. "Mon-Fri 19:00-07:00" or "Sat-Sun";
+    /// repeat for several. Replaces the current windows.
+    #[arg(long, value_name = "WINDOW")]
+    pub window: Vec<String>,
+    /// Let pre-stage passes run at any time again.
+    #[arg(long, conflicts_with = "window")]
+    pub always: bool,
+    /// The windows' time zone (IANA name, e.g. Europe/Berlin).
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// Cap over all passes, e.g. 20MB/s ("none" for no cap).
+    #[arg(long, value_name = "RATE")]
+    pub max_rate: Option<String>,
+    /// Cap per mailbox, e.g. 2MB/s.
+    #[arg(long, value_name = "RATE")]
+    pub mailbox_max_rate: Option<String>,
+    /// Mailboxes migrated at once.
+    #[arg(long, value_name = "N")]
+    pub mailboxes_in_parallel: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStatusArgs {
+    /// Keep showing progress until no pass is running or queued.
+    #[arg(long)]
+    pub watch: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub which: MigrationSelector,
 }

@@ -30,6 +30,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => commands::accounts::user(data, cmd).await,
         Command::Alias(cmd) => commands::accounts::alias(data, cmd).await,
         Command::Import(cmd) => commands::import::run(data, cmd).await,
+        Command::Migrate(cmd) => commands::migrate::run(data, cmd).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod import;
+pub mod migrate;
 pub mod server;
 
 use std::io::{BufRead, IsTerminal};

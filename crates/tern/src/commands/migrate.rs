@@ -1,0 +1,656 @@
+//! `tern migrate`: sources, mailboxes, passes, schedule, status, reports, verify and
+//! finish. The CLI only writes requests into the store; the worker inside `tern serve`
+//! (or `tern migrate run`) runs the passes, so they survive the CLI exiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tern_migrate::report::{Report, human_bytes, human_duration};
+use tern_migrate::schedule::{self, Schedule};
+use tern_migrate::secrets::SecretBox;
+use tern_migrate::source::{AuthMethod, Credential, Preset, Protocol, SourceSettings, TlsMode, default_port};
+use tern_migrate::state::{Pass, Phase, Request};
+use tern_migrate::worker::{self, Worker, WorkerConfig, effective_phase, parse_progress, parse_request};
+use tern_store::{EmbeddedStore, Migration, MigrationSource, NewMigration, Store};
+
+use super::{DataDir, password_from_stdin, print_table, with_store};
+use crate::cli::{
+    AuthArg, MigrateAddArgs, MigrateCommand, MigrateScheduleArgs, MigrateStartArgs, MigrateStatusArgs,
+    MigrationSelector, PassArg, PresetArg, ProtocolArg, SourceAddArgs, SourceCommand, TlsArg,
+};
+
+pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
+    let key = data.0.join(SecretBox::FILE);
+    match cmd {
+        MigrateCommand::Source(SourceCommand::Add(args)) => {
+            // Read stdin before opening anything, so a bad pipe fails fast.
+            let admin_password = if args.admin_password_stdin {
+                Some(password_from_stdin()?)
+            } else {
+                None
+            };
+            with_store(&data, |store| async move { source_add(&store, &key, args, admin_password).await }).await
+        }
+        MigrateCommand::Source(SourceCommand::List { json }) => {
+            with_store(&data, |store| async move { source_list(&store, json).await }).await
+        }
+        MigrateCommand::Source(SourceCommand::Remove { name }) => {
+            with_store(&data, |store| async move {
+                store.delete_migration_source(&name).await?;
+                println!("Removed source {name}.");
+                Ok(())
+            })
+            .await
+        }
+        MigrateCommand::Add(args) => {
+            let secret = if args.csv.is_some() {
+                None
+            } else if args.token_stdin {
+                Some(Credential::Token {
+                    access_token: password_from_stdin()?,
+                })
+            } else if args.password_stdin {
+                Some(Credential::Password {
+                    password: password_from_stdin()?,
+                })
+            } else {
+                None
+            };
+            with_store(&data, |store| async move { add(&store, &key, args, secret).await }).await
+        }
+        MigrateCommand::Start(args) => {
+            let wait = args.wait;
+            let which = MigrationSelector {
+                user: args.which.user.clone(),
+                domain: args.which.domain.clone(),
+            };
+            with_store(&data, |store| async move {
+                start(&store, args).await?;
+                if wait {
+                    wait_for(&store, &which).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        MigrateCommand::Schedule(args) => with_store(&data, |store| async move { schedule_cmd(&store, args).await }).await,
+        MigrateCommand::Status(args) => with_store(&data, |store| async move { status(&store, args).await }).await,
+        MigrateCommand::Report { email, json, deliver } => {
+            with_store(&data, |store| async move {
+                let m = store.migration(&email).await?;
+                let report = Report::load(&store, &m).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", report.text());
+                }
+                if deliver {
+                    report.deliver(&store, m.account).await?;
+                    eprintln!("The report was delivered to {email}'s INBOX.");
+                }
+                Ok(())
+            })
+            .await
+        }
+        MigrateCommand::Verify { email, json } => {
+            with_store(&data, |store| async move { verify(&store, &key, &email, json).await }).await
+        }
+        MigrateCommand::Pause(which) => control(&data, which, "paused", |r| r.paused = true).await,
+        MigrateCommand::Resume(which) => {
+            control(&data, which, "resumed", |r| {
+                r.paused = false;
+            })
+            .await
+        }
+        MigrateCommand::Cancel(which) => {
+            control(&data, which, "cancelled", |r| {
+                r.cancelled = true;
+                r.paused = false;
+            })
+            .await
+        }
+        MigrateCommand::Finish { email, domain, wait } => {
+            let which = MigrationSelector { user: email, domain };
+            with_store(&data, |store| async move {
+                let selected = select(&store, &which).await?;
+                for m in &selected {
+                    if m.secret.is_none() && !has_admin_login(&store, m).await? {
+                        bail!("{}: no credentials are stored (already finished?)", m.address);
+                    }
+                    let mut r = parse_request(m);
+                    r.seq += 1;
+                    r.pass = Pass::Finish;
+                    r.paused = false;
+                    r.cancelled = false;
+                    store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
+                }
+                println!(
+                    "Final pass asked for {} mailbox(es); the source credentials are wiped when it ends.",
+                    selected.len()
+                );
+                if wait {
+                    wait_for(&store, &which).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        MigrateCommand::Run => {
+            let config = tern::config::Config::load(&data.config())?;
+            with_store(&data, |store| async move {
+                let secrets = SecretBox::open_or_create(&key)?;
+                let worker = Worker::new(
+                    Arc::new(store.clone()),
+                    WorkerConfig {
+                        secrets: Arc::new(secrets),
+                        max_message_size: config.limits.max_message_size,
+                    },
+                );
+                worker.run_until_idle().await?;
+                print_status_table(&store, &store.migrations().await?).await?;
+                Ok(())
+            })
+            .await
+        }
+        MigrateCommand::Remove { email } => {
+            with_store(&data, |store| async move {
+                let m = store.migration(&email).await?;
+                store.delete_migration(m.id).await?;
+                println!("Forgot the migration of {email}; its copied mail stays.");
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+async fn source_add(
+    store: &EmbeddedStore,
+    key: &std::path::Path,
+    args: SourceAddArgs,
+    admin_password: Option<String>,
+) -> Result<()> {
+    let protocol = match args.protocol {
+        ProtocolArg::Imap => Protocol::Imap,
+        ProtocolArg::Pop3 => Protocol::Pop3,
+    };
+    let preset = match args.preset {
+        PresetArg::Generic => Preset::Generic,
+        PresetArg::Gmail => Preset::Gmail,
+        PresetArg::Office365 => Preset::Office365,
+    };
+    let mut s = SourceSettings::preset(preset, protocol);
+    if let Some(host) = args.host {
+        s.host = host;
+    }
+    if let Some(tls) = args.tls {
+        s.tls = match tls {
+            TlsArg::Implicit => TlsMode::Implicit,
+            TlsArg::Starttls => TlsMode::Starttls,
+            TlsArg::None => TlsMode::None,
+        };
+    }
+    s.port = args.port.unwrap_or_else(|| default_port(protocol, s.tls));
+    if let Some(auth) = args.auth {
+        s.auth = match auth {
+            AuthArg::Plain => AuthMethod::Plain,
+            AuthArg::Login => AuthMethod::Login,
+            AuthArg::Xoauth2 => AuthMethod::Xoauth2,
+        };
+    }
+    s.admin_user = args.admin_user;
+    s.allow_plaintext = args.allow_plaintext;
+    if let Some(ca) = args.ca_file {
+        let ca = std::fs::canonicalize(&ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+        s.ca_file = Some(ca.display().to_string());
+    }
+    if let Some(n) = args.connections {
+        s.connections = n;
+    }
+    s.rules.exclude.extend(args.exclude);
+    for rule in args.rename {
+        let (from, to) = rule
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--rename {rule:?}: write it as FROM=TO, e.g. \"Old Stuff=Archive/Old\""))?;
+        s.rules.rename.push((from.trim().to_string(), to.trim().to_string()));
+    }
+    s.validate().map_err(|e| anyhow!(e))?;
+    let secret = match admin_password {
+        Some(p) => Some(SecretBox::open_or_create(key)?.seal(&p)),
+        None => None,
+    };
+    store
+        .put_migration_source(MigrationSource {
+            name: args.name.clone(),
+            settings: serde_json::to_string(&s)?,
+            secret,
+        })
+        .await?;
+    println!(
+        "Source {}: {} {}:{} ({}, {}).",
+        args.name,
+        match protocol {
+            Protocol::Imap => "IMAP",
+            Protocol::Pop3 => "POP3",
+        },
+        s.host,
+        s.port,
+        tls_name(s.tls),
+        match (&s.admin_user, s.auth) {
+            (Some(a), _) => format!("admin login as {a}"),
+            (None, AuthMethod::Xoauth2) => "OAuth access tokens".into(),
+            (None, _) => "each mailbox with its own password".into(),
+        }
+    );
+    Ok(())
+}
+
+fn tls_name(t: TlsMode) -> &'static str {
+    match t {
+        TlsMode::Implicit => "implicit TLS",
+        TlsMode::Starttls => "STARTTLS",
+        TlsMode::None => "no TLS",
+    }
+}
+
+async fn source_list(store: &EmbeddedStore, json: bool) -> Result<()> {
+    let sources = store.migration_sources().await?;
+    let parsed: Vec<(String, SourceSettings, bool)> = sources
+        .into_iter()
+        .filter_map(|s| {
+            let settings = serde_json::from_str(&s.settings).ok()?;
+            Some((s.name, settings, s.secret.is_some()))
+        })
+        .collect();
+    if json {
+        let out: Vec<_> = parsed
+            .iter()
+            .map(|(name, s, has_admin)| serde_json::json!({"name": name, "settings": s, "admin_password_stored": has_admin}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = parsed
+        .iter()
+        .map(|(name, s, _)| {
+            vec![
+                name.clone(),
+                format!("{:?}", s.protocol).to_lowercase(),
+                format!("{}:{}", s.host, s.port),
+                tls_name(s.tls).to_string(),
+                s.admin_user.clone().unwrap_or_else(|| "-".into()),
+                format!("{:?}", s.preset).to_lowercase(),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "PROTOCOL", "SERVER", "TLS", "ADMIN", "PRESET"], &rows);
+    Ok(())
+}
+
+async fn has_admin_login(store: &EmbeddedStore, m: &Migration) -> Result<bool> {
+    Ok(store
+        .migration_sources()
+        .await?
+        .into_iter()
+        .find(|s| s.name == m.source)
+        .is_some_and(|s| s.secret.is_some()))
+}
+
+async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs, secret: Option<Credential>) -> Result<()> {
+    let source = store
+        .migration_sources()
+        .await?
+        .into_iter()
+        .find(|s| s.name == args.source)
+        .ok_or_else(|| anyhow!("no source named {:?}; add it with `tern migrate source add`", args.source))?;
+    let settings: SourceSettings = serde_json::from_str(&source.settings)?;
+    let secrets = SecretBox::open_or_create(key)?;
+    let mut rows = Vec::new();
+    match &args.csv {
+        Some(path) => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .flexible(true)
+                .from_path(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let headers = reader.headers()?.clone();
+            let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+            let (Some(email), Some(user)) = (col("EmailAddress"), col("UserName")) else {
+                bail!(
+                    "{}: the first line must name the columns EmailAddress,UserName,Password (and optionally UserRoot)",
+                    path.display()
+                );
+            };
+            let (password, root) = (col("Password"), col("UserRoot"));
+            for (i, record) in reader.records().enumerate() {
+                let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
+                let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
+                let address = field(Some(email)).ok_or_else(|| anyhow!("{} line {}: no EmailAddress", path.display(), i + 2))?;
+                let remote = field(Some(user)).unwrap_or(address);
+                let credential = field(password).map(|p| Credential::Password { password: p.to_string() });
+                rows.push((
+                    address.to_string(),
+                    remote.to_string(),
+                    credential,
+                    field(root).map(str::to_string),
+                ));
+            }
+        }
+        None => {
+            let address = args.user.clone().unwrap_or_default();
+            let remote = args.remote_user.clone().unwrap_or_else(|| address.clone());
+            rows.push((address, remote, secret, None));
+        }
+    }
+    for (address, remote, credential, user_root) in &rows {
+        if credential.is_none() && (settings.admin_user.is_none() || source.secret.is_none()) {
+            bail!(
+                "{address}: no password; pass --password-stdin (or a Password column), or add the source with --admin-user"
+            );
+        }
+        let account = store
+            .account(address)
+            .await
+            .with_context(|| format!("{address}: create the Tern account first (tern user add)"))?;
+        let existing = store.migration(address).await.ok();
+        let mut request = existing.as_ref().map(parse_request).unwrap_or_default();
+        request.user_root = user_root.clone();
+        let sealed = match credential {
+            Some(c) => Some(secrets.seal(&serde_json::to_string(c)?)),
+            None => None,
+        };
+        store
+            .put_migration(NewMigration {
+                account: account.id,
+                source: args.source.clone(),
+                remote_user: remote.clone(),
+                secret: sealed,
+                request: serde_json::to_string(&request)?,
+            })
+            .await?;
+    }
+    println!(
+        "Added {} mailbox(es) from {}. Start copying with `tern migrate start`.",
+        rows.len(),
+        args.source
+    );
+    if args.csv.is_some() {
+        eprintln!("The passwords are stored encrypted; delete the CSV file now.");
+    }
+    Ok(())
+}
+
+/// The migrations a selector names; an error if it names none.
+async fn select(store: &EmbeddedStore, which: &MigrationSelector) -> Result<Vec<Migration>> {
+    let all = store.migrations().await?;
+    let selected: Vec<Migration> = all
+        .into_iter()
+        .filter(|m| match (&which.user, &which.domain) {
+            (Some(u), _) => m.address.eq_ignore_ascii_case(u),
+            (None, Some(d)) => m.address.rsplit_once('@').is_some_and(|(_, md)| md.eq_ignore_ascii_case(d)),
+            (None, None) => true,
+        })
+        .collect();
+    if selected.is_empty() {
+        match (&which.user, &which.domain) {
+            (Some(u), _) => bail!("no migration for {u}; add one with `tern migrate add`"),
+            (None, Some(d)) => bail!("no migrations for domain {d}; add them with `tern migrate add`"),
+            (None, None) => bail!("no migrations yet; add one with `tern migrate add`"),
+        }
+    }
+    Ok(selected)
+}
+
+/// `YYYY-MM-DD` as unix seconds at midnight UTC.
+fn parse_date(flag: &str, text: &str) -> Result<i64> {
+    let d = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| anyhow!("{flag} {text:?}: write the date as YYYY-MM-DD"))?;
+    Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0))
+}
+
+async fn start(store: &EmbeddedStore, args: MigrateStartArgs) -> Result<()> {
+    let since = args.since.as_deref().map(|d| parse_date("--since", d)).transpose()?;
+    let before = args.before.as_deref().map(|d| parse_date("--before", d)).transpose()?;
+    let pass = match args.pass {
+        PassArg::Prestage => Pass::Prestage,
+        PassArg::Full => Pass::Full,
+        PassArg::Delta => Pass::Delta,
+        PassArg::RetryErrors => Pass::RetryErrors,
+    };
+    let selected = select(store, &args.which).await?;
+    for m in &selected {
+        let mut r = parse_request(m);
+        if parse_progress(m).phase == Phase::Done {
+            bail!("{}: the migration is finished and its credentials wiped; add it again to copy more", m.address);
+        }
+        if args.propagate_deletions && r.cutover.is_some() {
+            bail!("{}: deletions are not propagated after cutover (mail deleted at the old provider may be the user's only copy)", m.address);
+        }
+        r.seq += 1;
+        r.pass = pass;
+        r.since = since;
+        r.before = before;
+        r.propagate_deletions = args.propagate_deletions;
+        r.paused = false;
+        r.cancelled = false;
+        store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
+    }
+    println!(
+        "{} pass asked for {} mailbox(es).{}",
+        pass.name(),
+        selected.len(),
+        if pass.windowed() {
+            " Pre-stage passes run inside the schedule's windows (tern migrate schedule)."
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn control(data: &DataDir<'_>, which: MigrationSelector, what: &str, change: impl Fn(&mut Request)) -> Result<()> {
+    with_store(data, |store| async move {
+        let selected = select(&store, &which).await?;
+        for m in &selected {
+            let mut r = parse_request(m);
+            change(&mut r);
+            store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
+        }
+        println!("{} migration(s) {what}.", selected.len());
+        Ok(())
+    })
+    .await
+}
+
+async fn load_schedule(store: &EmbeddedStore) -> Result<Schedule> {
+    Ok(match store.setting(schedule::SETTING).await? {
+        Some(json) => serde_json::from_str(&json).context("the stored schedule is unreadable; set it again")?,
+        None => Schedule::default(),
+    })
+}
+
+async fn schedule_cmd(store: &EmbeddedStore, args: MigrateScheduleArgs) -> Result<()> {
+    let mut s = load_schedule(store).await?;
+    let mut changed = false;
+    if !args.window.is_empty() {
+        s.windows = args.window.clone();
+        changed = true;
+    }
+    if args.always {
+        s.windows.clear();
+        changed = true;
+    }
+    if let Some(tz) = args.tz {
+        s.tz = tz;
+        changed = true;
+    }
+    if let Some(r) = &args.max_rate {
+        s.max_rate = tern_migrate::throttle::parse_rate(r).map_err(|e| anyhow!("--max-rate: {e}"))?;
+        changed = true;
+    }
+    if let Some(r) = &args.mailbox_max_rate {
+        s.mailbox_max_rate = tern_migrate::throttle::parse_rate(r).map_err(|e| anyhow!("--mailbox-max-rate: {e}"))?;
+        changed = true;
+    }
+    if let Some(n) = args.mailboxes_in_parallel {
+        s.mailboxes_in_parallel = n;
+        changed = true;
+    }
+    s.validate().map_err(|e| anyhow!(e))?;
+    if changed {
+        store.set_setting(schedule::SETTING, Some(&serde_json::to_string(&s)?)).await?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let rate = |r: Option<u64>| r.map(|r| format!("{}/s", human_bytes(r))).unwrap_or_else(|| "no cap".into());
+    println!(
+        "Pre-stage windows: {} ({})",
+        if s.windows.is_empty() {
+            "any time".to_string()
+        } else {
+            s.windows.join(", ")
+        },
+        s.tz
+    );
+    println!("Rate: {} overall, {} per mailbox", rate(s.max_rate), rate(s.mailbox_max_rate));
+    println!("Mailboxes at once: {}", s.mailboxes_in_parallel);
+    let now = chrono::Utc::now();
+    if !s.is_open(now)
+        && let Some(next) = s.next_open(now)
+    {
+        println!("Closed now; the next window opens {}.", next.format("%Y-%m-%d %H:%M UTC"));
+    }
+    Ok(())
+}
+
+/// A text progress bar: `[######......] 52%`.
+fn bar(done: u64, total: u64) -> String {
+    const WIDTH: usize = 20;
+    if total == 0 {
+        return format!("[{}]   -", ".".repeat(WIDTH));
+    }
+    let share = (done.min(total) as f64) / total as f64;
+    let filled = (share * WIDTH as f64).round() as usize;
+    format!("[{}{}] {:>3}%", "#".repeat(filled), ".".repeat(WIDTH - filled), (share * 100.0).floor() as u64)
+}
+
+async fn print_status_table(store: &EmbeddedStore, migrations: &[Migration]) -> Result<()> {
+    let mut rows = Vec::new();
+    for m in migrations {
+        let report = Report::load(store, m).await?;
+        let p = &report.progress;
+        let (copied, total) = (report.copied(), report.source_messages());
+        rows.push(vec![
+            m.address.clone(),
+            report.phase.name().to_string(),
+            p.pass.map(|x| x.name().to_string()).unwrap_or_else(|| "-".into()),
+            bar(copied, total),
+            format!("{copied}/{total}"),
+            human_bytes(p.copied_bytes),
+            if report.phase == Phase::Running {
+                format!("{}/s", human_bytes(p.rate as u64))
+            } else {
+                "-".into()
+            },
+            if report.phase == Phase::Running {
+                p.eta().map(human_duration).unwrap_or_else(|| "-".into())
+            } else {
+                "-".into()
+            },
+            p.errors.to_string(),
+        ]);
+    }
+    print_table(
+        &["MAILBOX", "STATE", "PASS", "PROGRESS", "MESSAGES", "COPIED", "RATE", "ETA", "ERRORS"],
+        &rows,
+    );
+    for m in migrations {
+        let p = parse_progress(m);
+        if let Some(e) = &p.last_error {
+            println!("{}: {e}", m.address);
+        }
+    }
+    Ok(())
+}
+
+async fn status(store: &EmbeddedStore, args: MigrateStatusArgs) -> Result<()> {
+    loop {
+        let selected = select(store, &args.which).await?;
+        if args.json {
+            let mut out = Vec::new();
+            for m in &selected {
+                out.push(Report::load(store, m).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            if args.watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // Clear the screen and start at the top (ANSI), like `watch`.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_status_table(store, &selected).await?;
+        }
+        let active = selected.iter().any(|m| {
+            matches!(
+                effective_phase(&parse_request(m), &parse_progress(m)),
+                Phase::Running | Phase::Queued
+            )
+        });
+        if !args.watch || !active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !args.json {
+            println!();
+        }
+    }
+}
+
+/// Waits until the selected migrations are neither queued nor running.
+async fn wait_for(store: &EmbeddedStore, which: &MigrationSelector) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut hinted = false;
+    loop {
+        let selected = select(store, which).await?;
+        let phases: Vec<Phase> = selected
+            .iter()
+            .map(|m| effective_phase(&parse_request(m), &parse_progress(m)))
+            .collect();
+        if !phases.iter().any(|p| matches!(p, Phase::Running | Phase::Queued)) {
+            print_status_table(store, &selected).await?;
+            return Ok(());
+        }
+        if !hinted && started.elapsed() > Duration::from_secs(15) && !phases.contains(&Phase::Running) {
+            eprintln!("Still queued: is `tern serve` running? (Or run the passes here with `tern migrate run`.)");
+            hinted = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn verify(store: &EmbeddedStore, key: &std::path::Path, email: &str, json: bool) -> Result<()> {
+    let m = store.migration(email).await?;
+    let source = store
+        .migration_sources()
+        .await?
+        .into_iter()
+        .find(|s| s.name == m.source)
+        .ok_or_else(|| anyhow!("the source {:?} was removed", m.source))?;
+    let settings: SourceSettings = serde_json::from_str(&source.settings)?;
+    let secrets = SecretBox::open_or_create(key)?;
+    let login = worker::login_for(&secrets, &m, &source, &settings)
+        .map_err(|e| anyhow!("{e}; verify needs the source credentials, so run it before `finish`"))?;
+    let request = parse_request(&m);
+    let verdict = tern_migrate::verify::verify(store, m.account, &settings, &login, request.user_root.as_deref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        print!("{}", verdict.text());
+    }
+    if verdict.missing() > 0 {
+        bail!("{} message(s) at the source are not in Tern", verdict.missing());
+    }
+    Ok(())
+}
