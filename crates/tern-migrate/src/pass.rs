@@ -442,6 +442,7 @@ async fn sync_folder(
     let list_all = pass.lists_everything() || !completed_before || validity_changed;
     let from = if list_all { 1 } else { state.uidnext };
     let listing = if st.messages == 0 { Vec::new() } else { source.list_messages(from).await? };
+    let (old_messages, old_bytes) = (state.source_messages, state.source_bytes);
     if list_all {
         state.source_messages = listing.len() as u64;
         state.source_bytes = listing.iter().map(|m| m.size).sum();
@@ -451,6 +452,10 @@ async fn sync_folder(
         state.source_messages = u64::from(st.messages);
         state.source_bytes += listing.iter().map(|m| m.size).sum::<u64>();
     }
+    shared.reporter.update(|p| {
+        p.source_messages = (p.source_messages + state.source_messages).saturating_sub(old_messages);
+        p.source_bytes = (p.source_bytes + state.source_bytes).saturating_sub(old_bytes);
+    });
 
     // What to copy, oldest (lowest UID) first.
     let mut todo = Vec::new();

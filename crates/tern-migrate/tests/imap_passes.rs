@@ -120,3 +120,171 @@ async fn flag_changes_at_the_source_reach_messages_the_user_left_alone() {
     assert!(third.flags.is_seen() && third.flags.keywords == vec!["$Done".to_string()], "{third:?}");
     assert_eq!(bench.store.mailbox(bench.account, "INBOX").await.unwrap().messages, 600);
 }
+
+/// One folder of `n` small messages dated an hour apart.
+fn plain_folder(name: &str, seed: u64, n: usize) -> tern_testkit::migration_corpus::CorpusFolder {
+    tern_testkit::migration_corpus::CorpusFolder {
+        name: name.into(),
+        special_use: None,
+        messages: tern_testkit::corpus::messages(seed, n, 1500)
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| tern_testkit::migration_corpus::CorpusMessage {
+                raw,
+                flags: if i % 2 == 0 { vec!["\\Seen".into()] } else { Vec::new() },
+                keywords: Vec::new(),
+                internal_date: 1_500_000_000 + i as i64 * 3600,
+                tz_offset_minutes: 0,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_uidvalidity_reset_at_the_source_is_rematched_not_copied_again() {
+    let Some(dovecot) = dovecot(default_options(), "uidvalidity_reset") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    let work = plain_folder("Work", 11, 40);
+    bench.fill(std::slice::from_ref(&work));
+    assert_eq!(bench.pass(Pass::Full).await.pass_copied, 40);
+
+    // The provider restores the folder from backup: same messages, new UIDVALIDITY,
+    // plus two that arrived since.
+    let mut client = tern_testkit::imap::Client::connect(bench.dovecot.imap_addr()).unwrap();
+    client.login(REMOTE_USER, REMOTE_PASSWORD).unwrap();
+    client.ok("DELETE Work").unwrap();
+    client.logout();
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // UIDVALIDITY is a time
+    let mut restored = work.clone();
+    restored.messages.extend(plain_folder("Work", 12, 2).messages);
+    bench.fill(std::slice::from_ref(&restored));
+
+    let progress = bench.pass(Pass::Delta).await;
+    assert_eq!(progress.pass_copied, 2, "only the two new ones: {progress:?}");
+    assert_same(&bench.source_snapshot(), &bench.tern_snapshot().await);
+    // And the next delta knows the new UIDVALIDITY.
+    assert_eq!(bench.pass(Pass::Delta).await.pass_copied, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_working_in_tern_during_a_pass_keeps_everything_they_did() {
+    let Some(dovecot) = dovecot(default_options(), "user_during_pass") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    let corpus = migration_corpus::mailbox(&CorpusSpec {
+        large_messages: 0,
+        messages: 400,
+        ..CorpusSpec::small()
+    });
+    bench.fill(&corpus);
+    bench.request(|r| r.pass = Pass::Full).await;
+    let worker = tokio::spawn(bench.worker().run_until_idle());
+    // Meanwhile: mail keeps arriving in Tern, and the user files and flags.
+    let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
+    let personal = bench.store.create_mailbox(bench.account, "Personal", None).await.unwrap();
+    let mut delivered = 0;
+    for i in 0..30 {
+        bench
+            .store
+            .append(
+                inbox.id,
+                vec![NewMessage::new(format!("Subject: new mail {i}\r\nMessage-ID: <n{i}@tern>\r\n\r\nbody {i}\r\n"))],
+            )
+            .await
+            .unwrap();
+        delivered += 1;
+        let uids: Vec<u32> = bench.store.messages(inbox.id).await.unwrap().iter().map(|m| m.uid).take(3).collect();
+        if i % 10 == 5 && !uids.is_empty() {
+            bench.store.move_messages(inbox.id, &uids[..1], personal.id).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    worker.await.unwrap().unwrap();
+    let progress = bench.progress().await;
+    assert_eq!(progress.errors, 0, "{:?}", progress.recent_errors);
+
+    // Every source message is in Tern exactly once (in INBOX or where the user moved it),
+    // and every message delivered to Tern is still there.
+    let tern = bench.tern_snapshot().await;
+    let source = bench.source_snapshot();
+    let mut source_bodies: Vec<&Vec<u8>> = source.folders.values().flatten().map(|m| &m.raw).collect();
+    let mut tern_bodies: Vec<&Vec<u8>> = tern
+        .folders
+        .values()
+        .flatten()
+        .map(|m| &m.raw)
+        .filter(|raw| !raw.starts_with(b"Subject: new mail"))
+        .collect();
+    source_bodies.sort();
+    tern_bodies.sort();
+    assert_eq!(source_bodies.len(), tern_bodies.len(), "no loss, no duplicate");
+    assert!(source_bodies == tern_bodies);
+    let kept = tern.folders.values().flatten().filter(|m| m.raw.starts_with(b"Subject: new mail")).count();
+    assert_eq!(kept, delivered);
+    // A delta afterwards brings nothing back that the user moved away.
+    assert_eq!(bench.pass(Pass::Delta).await.pass_copied, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_prefix_and_localized_folder_names_map_to_terns_folders() {
+    // A Courier-style server: INBOX. prefix, '.' separator, no SPECIAL-USE.
+    let Some(dovecot) = dovecot(default_options().namespace("INBOX.", '.'), "namespace_prefix") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    let folders = vec![
+        plain_folder("INBOX", 1, 3),
+        plain_folder("Sent Items", 2, 2),
+        plain_folder("Gelöschte Elemente", 3, 2),
+        plain_folder("Käse & Brot/Ünïcode", 4, 2),
+        plain_folder("Folder With Space", 5, 1),
+    ];
+    bench.fill(&folders);
+    let progress = bench.pass(Pass::Full).await;
+    assert_eq!(progress.pass_copied, 10, "{progress:?}");
+    let tern = bench.tern_snapshot().await;
+    let counts: Vec<(String, usize)> = tern.folders.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("Folder With Space".to_string(), 1),
+            ("INBOX".to_string(), 3),
+            ("Käse & Brot/Ünïcode".to_string(), 2),
+            ("Sent".to_string(), 2),
+            ("Trash".to_string(), 2),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn date_limits_and_the_size_limit_skip_with_a_reason() {
+    let Some(dovecot) = dovecot(default_options(), "skips") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    let mut folder = plain_folder("INBOX", 8, 10); // 1_500_000_000 + i hours
+    folder.messages[9].raw = {
+        let mut big = b"Subject: big\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b"0123456789abcdef\r\n".as_slice(), 5000).flatten());
+        big
+    };
+    bench.fill(std::slice::from_ref(&folder));
+    // Newer than the 5th message only, and nothing over 64 KB.
+    let since = 1_500_000_000 + 4 * 3600;
+    bench.request(|r| {
+        r.pass = Pass::Prestage;
+        r.since = Some(since);
+    })
+    .await;
+    bench.worker_with_limit(64 * 1024).run_until_idle().await.unwrap();
+    let progress = bench.progress().await;
+    assert_eq!((progress.pass_copied, progress.skipped), (5, 5), "{progress:?}");
+    let m = bench.store.migration(ADDRESS).await.unwrap();
+    let report = tern_migrate::report::Report::load(&*bench.store, &m).await.unwrap();
+    let text = report.text();
+    assert!(text.contains("skipped 4: older than --since"), "{text}");
+    assert!(text.contains("skipped 1: larger than limits.max_message_size (65536 bytes)"), "{text}");
+}

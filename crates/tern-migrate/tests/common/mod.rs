@@ -117,11 +117,16 @@ impl Bench {
     }
 
     pub fn worker(&self) -> Worker {
+        self.worker_with_limit(64 << 20)
+    }
+
+    /// A worker with this limits.max_message_size.
+    pub fn worker_with_limit(&self, max_message_size: u64) -> Worker {
         Worker::new(
             self.store.clone(),
             WorkerConfig {
                 secrets: self.secrets.clone(),
-                max_message_size: 64 << 20,
+                max_message_size,
             },
         )
     }
