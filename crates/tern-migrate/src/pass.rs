@@ -729,12 +729,12 @@ impl Copier {
 }
 
 /// Splits the UIDs to fetch into batches of bounded count and size.
-fn batches(todo: &[MessageInfo]) -> Vec<Vec<u32>> {
+fn batches(todo: &[MessageInfo], max_bytes: u64) -> Vec<Vec<u32>> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
     for m in todo {
-        if !current.is_empty() && (current.len() >= BATCH_MESSAGES || bytes + m.size > BATCH_BYTES) {
+        if !current.is_empty() && (current.len() >= BATCH_MESSAGES || bytes + m.size > max_bytes) {
             out.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -758,9 +758,16 @@ async fn copy_messages(
     if todo.is_empty() {
         return Ok(Ok(()));
     }
+    // Under a rate cap, batches of about a second's worth: progress moves steadily and
+    // a pause takes effect within seconds.
+    let cap = [shared.input.global_limit.rate(), shared.mailbox_limit.rate()]
+        .into_iter()
+        .flatten()
+        .min();
+    let max_bytes = cap.map_or(BATCH_BYTES, |c| c.clamp(64 << 10, BATCH_BYTES));
     let (tx, mut rx) = mpsc::channel::<Vec<FetchedMessage>>(1);
     let fetcher = async move {
-        for uids in batches(todo) {
+        for uids in batches(todo, max_bytes) {
             if let Err(outcome) = shared.check_control() {
                 return Ok(Err(outcome));
             }

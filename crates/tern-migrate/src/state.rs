@@ -135,6 +135,8 @@ pub struct Progress {
     pub pass: Option<Pass>,
     pub started: Option<i64>,
     pub finished: Option<i64>,
+    /// How long the last pass took, in milliseconds (for delta timings).
+    pub duration_ms: u64,
     /// Totals of the current (or last) pass over all folders.
     pub source_messages: u64,
     pub source_bytes: u64,

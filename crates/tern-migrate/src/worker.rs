@@ -84,6 +84,7 @@ pub fn effective_phase(request: &Request, progress: &Progress) -> Phase {
 }
 
 struct Running {
+    started: std::time::Instant,
     control: watch::Sender<Control>,
     task: JoinHandle<(Result<Outcome, MigrateError>, Progress)>,
     pass: Pass,
@@ -298,6 +299,7 @@ impl Worker {
         self.running.insert(
             m.id,
             Running {
+                started: std::time::Instant::now(),
                 control: control_tx,
                 task,
                 pass,
@@ -347,6 +349,7 @@ impl Worker {
             ),
         };
         progress.finished = Some(now());
+        progress.duration_ms = r.started.elapsed().as_millis() as u64;
         match result {
             Ok(Outcome::Completed) => {
                 progress.handled_seq = r.seq;

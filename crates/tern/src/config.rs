@@ -397,9 +397,37 @@ impl Config {
         Self::from_toml_str(&text, path, data_dir)
     }
 
+    /// Like [`Config::load`] for a command that serves nothing (`tern migrate run`):
+    /// every check but that the TLS files exist.
+    pub fn load_settings(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            kind: ConfigErrorKind::Read(e),
+        })?;
+        let config = Self::parse(&text, path)?;
+        config.check(None).map_err(|kind| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            kind,
+        })?;
+        Ok(config)
+    }
+
     /// Parse and check config text. `file` is only used in error messages;
     /// `data_dir` is where relative paths point.
     pub fn from_toml_str(text: &str, file: &Path, data_dir: &Path) -> Result<Config, ConfigError> {
+        let config = Self::parse(text, file)?;
+        config.check(Some(data_dir)).map_err(|kind| ConfigError {
+            file: Some(file.to_path_buf()),
+            line: None,
+            kind,
+        })?;
+        Ok(config)
+    }
+
+    /// Syntax and types only.
+    fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError {
@@ -411,14 +439,7 @@ impl Config {
                 },
             }
         })?;
-        let config: Config =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| ConfigError::from_serde(file, text, e))?;
-        config.check(Some(data_dir)).map_err(|kind| ConfigError {
-            file: Some(file.to_path_buf()),
-            line: None,
-            kind,
-        })?;
-        Ok(config)
+        serde_path_to_error::deserialize(deserializer).map_err(|e| ConfigError::from_serde(file, text, e))
     }
 
     /// A config for trying Tern on one machine: every service on 127.0.0.1

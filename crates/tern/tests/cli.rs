@@ -2,80 +2,14 @@
 //! init, domains, users, aliases, JSON listings, and errors that are one readable line
 //! with a non-zero exit.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tern_store::{EmbeddedStore, Store, password};
 
-fn tern(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run tern")
-}
-
-fn tern_stdin(data: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tern");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "tern failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// A failure is exactly one line on stderr, starting with "tern: error:".
-fn one_line_error(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
-    assert!(err.starts_with("tern: error: "), "{err:?}");
-    err
-}
-
-fn free_offset() -> u16 {
-    // An offset whose quickstart ports are all free right now.
-    for _ in 0..50 {
-        let offset = 20000 + (rand_u16() % 20000);
-        let ports = [1143, 1993, 1110, 1995, 2525, 1587, 1465, 8080].map(|p| p + offset);
-        if ports
-            .iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        {
-            return offset;
-        }
-    }
-    panic!("no free port range");
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    (nanos ^ std::process::id()) as u16
-}
+mod common;
+use common::*;
 
 #[test]
 fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {

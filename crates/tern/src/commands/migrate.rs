@@ -137,7 +137,7 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             .await
         }
         MigrateCommand::Run => {
-            let config = tern::config::Config::load(&data.config())?;
+            let config = tern::config::Config::load_settings(&data.config())?;
             with_store(&data, |store| async move {
                 let secrets = SecretBox::open_or_create(&key)?;
                 let worker = Worker::new(
