@@ -103,7 +103,8 @@ pub async fn tls(settings: &SourceSettings, tcp: TcpStream) -> Result<SourceStre
     Ok(SourceStream::Tls(Box::new(stream)))
 }
 
-fn client_config(settings: &SourceSettings) -> Result<Arc<rustls::ClientConfig>, MigrateError> {
+/// rustls verifying against the system's CAs and the source's `ca_file`.
+pub fn client_config(settings: &SourceSettings) -> Result<Arc<rustls::ClientConfig>, MigrateError> {
     let mut roots = rustls::RootCertStore::empty();
     let mut files = vec![SYSTEM_CAS.to_string()];
     files.extend(settings.ca_file.clone());

@@ -15,7 +15,7 @@ use tern_store::{Flags, SystemFlags};
 use crate::MigrateError;
 use crate::connect::{self, SourceStream};
 use crate::folders::{Namespace, SourceFolder};
-use crate::source::{AuthMethod, Credential, Login, SourceSettings, TlsMode};
+use crate::source::{AuthMethod, Login, SourceSettings, TlsMode};
 
 /// STATUS of a folder (RFC 9051 §6.3.11; HIGHESTMODSEQ from RFC 7162 §3.1.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,18 +123,13 @@ impl ImapSource {
         }
         let secret = login.secret().to_string();
         let session = match (settings.auth, &login.admin_user, &login.credential) {
-            (AuthMethod::Xoauth2, _, Credential::Token { access_token }) => {
+            (AuthMethod::Xoauth2, _, _) => {
+                let access_token = login.access_token().await?;
                 let blob = format!("user={}\x01auth=Bearer {access_token}\x01\x01", login.user);
                 client
                     .authenticate("XOAUTH2", XOAuth2(Some(blob.into_bytes())))
                     .await
                     .map_err(|(e, _)| login_error(&host, e))?
-            }
-            (AuthMethod::Xoauth2, _, Credential::Password { .. }) => {
-                return Err(MigrateError::Login {
-                    host,
-                    reason: "XOAUTH2 needs an access token (tern migrate add --token-stdin)".into(),
-                });
             }
             (AuthMethod::Plain, admin, _) => {
                 // With an admin: authorise as the mailbox, authenticate as the admin.

@@ -20,6 +20,7 @@ pub mod connect;
 pub mod export;
 pub mod folders;
 pub mod imap_source;
+pub mod oauth;
 pub mod pass;
 pub mod pop3_source;
 pub mod report;

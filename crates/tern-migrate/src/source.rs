@@ -81,6 +81,10 @@ pub struct SourceSettings {
     /// Bytes one account may download per day (Gmail); `None` for no cap.
     #[serde(default)]
     pub daily_bytes: Option<u64>,
+    /// The OAuth client whose token endpoint renews XOAUTH2 access tokens from
+    /// refresh tokens; its secret, if any, is the source's sealed secret.
+    #[serde(default)]
+    pub oauth: Option<crate::oauth::OAuthClient>,
 }
 
 fn default_connections() -> usize {
@@ -121,6 +125,7 @@ impl SourceSettings {
             connections: default_connections(),
             rules,
             daily_bytes,
+            oauth: None,
         }
     }
 
@@ -140,6 +145,24 @@ impl SourceSettings {
         }
         if self.connections == 0 || self.connections > 16 {
             return Err("--connections must be between 1 and 16".into());
+        }
+        if let Some(oauth) = &self.oauth {
+            if self.auth != AuthMethod::Xoauth2 {
+                return Err("--token-endpoint is for --auth xoauth2 sources".into());
+            }
+            let plain_host = oauth.token_endpoint.strip_prefix("http://").map(|rest| {
+                let authority = rest.split('/').next().unwrap_or("");
+                authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_string()
+            });
+            match plain_host {
+                Some(h) if !is_loopback(&h) => {
+                    return Err("--token-endpoint must be an https:// URL (client secrets and tokens travel there)".into());
+                }
+                None if !oauth.token_endpoint.starts_with("https://") => {
+                    return Err(format!("--token-endpoint {:?} is not an https:// URL", oauth.token_endpoint));
+                }
+                _ => {}
+            }
         }
         if self.protocol == Protocol::Pop3 && self.auth == AuthMethod::Xoauth2 {
             return Err("XOAUTH2 is supported for IMAP sources only".into());
@@ -173,6 +196,9 @@ pub enum Credential {
     Password { password: String },
     /// An OAuth 2.0 access token for XOAUTH2.
     Token { access_token: String },
+    /// An OAuth 2.0 refresh token, turned into access tokens at the source's token
+    /// endpoint.
+    Refresh { refresh_token: String },
 }
 
 impl std::fmt::Debug for Credential {
@@ -181,6 +207,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Password { .. } => f.write_str("Password(…)"),
             Credential::Token { .. } => f.write_str("Token(…)"),
+            Credential::Refresh { .. } => f.write_str("Refresh(…)"),
         }
     }
 }
@@ -192,13 +219,28 @@ pub struct Login {
     /// The mailbox's own credential, or the admin's when `admin_user` is set.
     pub credential: Credential,
     pub admin_user: Option<String>,
+    /// Renews access tokens for a `Credential::Refresh`.
+    pub oauth: Option<std::sync::Arc<crate::oauth::OAuthSession>>,
 }
 
 impl Login {
+    /// The password or access token given as it is (empty for a refresh token).
     pub fn secret(&self) -> &str {
         match &self.credential {
             Credential::Password { password } => password,
             Credential::Token { access_token } => access_token,
+            Credential::Refresh { .. } => "",
+        }
+    }
+
+    /// The XOAUTH2 access token: as given, or renewed from the refresh token.
+    pub async fn access_token(&self) -> Result<String, crate::MigrateError> {
+        match (&self.credential, &self.oauth) {
+            (Credential::Token { access_token }, _) => Ok(access_token.clone()),
+            (Credential::Refresh { .. }, Some(session)) => session.access_token().await,
+            _ => Err(crate::MigrateError::Config(
+                "XOAUTH2 needs an access token (--token-stdin) or a refresh token (--refresh-token-stdin)".into(),
+            )),
         }
     }
 }

@@ -85,6 +85,8 @@ pub fn effective_phase(request: &Request, progress: &Progress) -> Phase {
 
 struct Running {
     started: std::time::Instant,
+    /// Renews XOAUTH2 tokens; a refresh token it rotated to is stored at the end.
+    oauth: Option<Arc<crate::oauth::OAuthSession>>,
     control: watch::Sender<Control>,
     task: JoinHandle<(Result<Outcome, MigrateError>, Progress)>,
     pass: Pass,
@@ -287,6 +289,7 @@ impl Worker {
         let reporter = Arc::new(Reporter::new(self.store.clone(), m.id, progress.clone()));
         reporter.save(true).await?;
         let prepared = self.prepare(&m, request.clone(), control_rx, schedule).await;
+        let oauth = prepared.as_ref().ok().and_then(|p| p.login.oauth.clone());
         let seq = request.seq;
         let task = tokio::spawn(async move {
             let result = match prepared {
@@ -300,6 +303,7 @@ impl Worker {
             m.id,
             Running {
                 started: std::time::Instant::now(),
+                oauth,
                 control: control_tx,
                 task,
                 pass,
@@ -350,6 +354,12 @@ impl Worker {
         };
         progress.finished = Some(now());
         progress.duration_ms = r.started.elapsed().as_millis() as u64;
+        if let Some(rotated) = r.oauth.as_ref().and_then(|o| o.take_rotated()) {
+            let sealed = self.config.secrets.seal(
+                &serde_json::to_string(&Credential::Refresh { refresh_token: rotated }).unwrap_or_default(),
+            );
+            self.store.set_migration_secret(id, Some(sealed)).await?;
+        }
         match result {
             Ok(Outcome::Completed) => {
                 progress.handled_seq = r.seq;
@@ -423,10 +433,30 @@ pub fn login_for(
     if let Some(sealed) = &m.secret {
         let credential: Credential = serde_json::from_str(&secrets.open(sealed)?)
             .map_err(|_| MigrateError::Config("a stored credential is unreadable; add it again".into()))?;
+        let oauth = match &credential {
+            Credential::Refresh { refresh_token } => {
+                let client = settings.oauth.clone().ok_or_else(|| {
+                    MigrateError::Config(format!(
+                        "source {:?} has no token endpoint for refresh tokens: add it again with --token-endpoint and --client-id",
+                        m.source
+                    ))
+                })?;
+                let client_secret = source.secret.as_ref().map(|s| secrets.open(s)).transpose()?;
+                let tls = (*crate::connect::client_config(settings)?).clone();
+                Some(Arc::new(crate::oauth::OAuthSession::new(
+                    client,
+                    client_secret,
+                    refresh_token.clone(),
+                    tls,
+                )?))
+            }
+            _ => None,
+        };
         return Ok(Login {
             user: m.remote_user.clone(),
             credential,
             admin_user: None,
+            oauth,
         });
     }
     match (&settings.admin_user, &source.secret) {
@@ -436,6 +466,7 @@ pub fn login_for(
                 password: secrets.open(sealed)?,
             },
             admin_user: Some(admin.clone()),
+            oauth: None,
         }),
         _ => Err(MigrateError::Config(format!(
             "no credentials for {} (wiped by finish, or never given): add them with tern migrate add",

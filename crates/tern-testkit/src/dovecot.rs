@@ -102,6 +102,10 @@ pub struct DovecotOptions {
     /// about half the time, for a fixture that is only a migration's source. Leave it
     /// off where Dovecot is a speed reference for writes.
     pub skip_fsync: bool,
+    /// Accept XOAUTH2 and OAUTHBEARER logins, checking each token with an RFC 7662
+    /// introspection endpoint at this URL (POST `token=…`, answered with JSON
+    /// `{"active": true, "username": "alice"}`); password logins keep working.
+    pub oauth2_introspection: Option<String>,
 }
 
 impl DovecotOptions {
@@ -122,6 +126,12 @@ impl DovecotOptions {
             prefix: prefix.to_string(),
             separator,
         };
+        self
+    }
+
+    /// XOAUTH2 logins checked at this introspection URL (see the field).
+    pub fn oauth2_introspection(mut self, url: &str) -> Self {
+        self.oauth2_introspection = Some(url.to_string());
         self
     }
 
@@ -438,6 +448,16 @@ impl Dovecot {
         if let Some((master, password)) = &options.master_user {
             write_public("masters", &format!("{master}:{{PLAIN}}{password}\n"))?;
         }
+        if let Some(url) = &options.oauth2_introspection {
+            // Dovecot 2.3's oauth2 passdb (doc.dovecot.org, "Open Authentication v2.0
+            // database"): introspection by POST, an inactive token refused.
+            write_public(
+                "oauth2.conf",
+                &format!(
+                    "introspection_mode = post\nintrospection_url = {url}\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                ),
+            )?;
+        }
         let cert_pem = if options.tls {
             let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
@@ -636,6 +656,16 @@ fn config(root: &Path, who: &Identity, ports: &Ports, options: &DovecotOptions) 
             "auth_master_user_separator = {MASTER_SEPARATOR}\npassdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {d}/masters\n  master = yes\n}}\n"
         );
     }
+    let mut mechanisms = "plain login";
+    if options.oauth2_introspection.is_some() {
+        // Only the OAuth mechanisms consult this passdb; the token's owner is the
+        // introspection answer's "username".
+        mechanisms = "plain login xoauth2 oauthbearer";
+        let _ = write!(
+            passdb,
+            "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf\n}}\n"
+        );
+    }
     if options.users.is_some() {
         let _ = write!(
             passdb,
@@ -683,7 +713,7 @@ mail_gid = {mg}
 mail_location = maildir:~/Maildir
 {fsync}protocols = {protocols}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 # A wrong password is answered at once, not after the default 2 s, so tests of
 # failed logins stay fast.
 auth_failure_delay = 0

@@ -307,6 +307,16 @@ pub struct SourceAddArgs {
     /// Read the admin's password from standard input.
     #[arg(long, requires = "admin_user")]
     pub admin_password_stdin: bool,
+    /// XOAUTH2 with refresh tokens: the provider's OAuth token endpoint
+    /// (e.g. https://oauth2.googleapis.com/token).
+    #[arg(long, value_name = "URL", requires = "client_id")]
+    pub token_endpoint: Option<String>,
+    /// The OAuth client ID registered for the migration.
+    #[arg(long, value_name = "ID", requires = "token_endpoint")]
+    pub client_id: Option<String>,
+    /// Read the OAuth client secret from standard input.
+    #[arg(long, requires = "token_endpoint", conflicts_with = "admin_password_stdin")]
+    pub client_secret_stdin: bool,
     #[arg(long, value_enum, default_value = "generic")]
     pub preset: PresetArg,
     /// Allow --tls none to a host other than loopback.
@@ -368,8 +378,12 @@ pub struct MigrateAddArgs {
     #[arg(long, conflicts_with = "token_stdin")]
     pub password_stdin: bool,
     /// Read an OAuth 2.0 access token from standard input (--auth xoauth2 sources).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "refresh_token_stdin")]
     pub token_stdin: bool,
+    /// Read an OAuth 2.0 refresh token from standard input (--auth xoauth2 sources
+    /// with --token-endpoint): access tokens are renewed as they expire.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub refresh_token_stdin: bool,
     /// Many mailboxes: a CSV with columns EmailAddress,UserName,Password[,UserRoot].
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,

@@ -25,7 +25,9 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
     match cmd {
         MigrateCommand::Source(SourceCommand::Add(args)) => {
             // Read stdin before opening anything, so a bad pipe fails fast.
-            let admin_password = if args.admin_password_stdin {
+            // The admin's password, or the OAuth client's secret: what the source keeps
+            // sealed.
+            let admin_password = if args.admin_password_stdin || args.client_secret_stdin {
                 Some(password_from_stdin()?)
             } else {
                 None
@@ -49,6 +51,10 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             } else if args.token_stdin {
                 Some(Credential::Token {
                     access_token: password_from_stdin()?,
+                })
+            } else if args.refresh_token_stdin {
+                Some(Credential::Refresh {
+                    refresh_token: password_from_stdin()?,
                 })
             } else if args.password_stdin {
                 Some(Credential::Password {
@@ -200,6 +206,12 @@ async fn source_add(
         };
     }
     s.admin_user = args.admin_user;
+    if let (Some(token_endpoint), Some(client_id)) = (args.token_endpoint, args.client_id) {
+        s.oauth = Some(tern_migrate::oauth::OAuthClient {
+            token_endpoint,
+            client_id,
+        });
+    }
     s.allow_plaintext = args.allow_plaintext;
     if let Some(ca) = args.ca_file {
         let ca = std::fs::canonicalize(&ca).with_context(|| format!("--ca-file {}", ca.display()))?;
