@@ -104,3 +104,19 @@ pub fn is_throttling(text: &str) -> bool {
         .iter()
         .any(|w| t.contains(w))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn throttling_answers_are_recognised() {
+        for text in [
+            "Request is throttled. Suggested Backoff Time: 120000 milliseconds",
+            "[UNAVAILABLE] Server Unavailable. 15",
+            "[LIMIT] Too many simultaneous connections",
+            "Account exceeded command or bandwidth limits. (Too many)",
+        ] {
+            assert!(super::is_throttling(text), "{text}");
+        }
+        assert!(!super::is_throttling("[AUTHENTICATIONFAILED] Invalid credentials"));
+    }
+}

@@ -288,3 +288,82 @@ async fn date_limits_and_the_size_limit_skip_with_a_reason() {
     assert!(text.contains("skipped 4: older than --since"), "{text}");
     assert!(text.contains("skipped 1: larger than limits.max_message_size (65536 bytes)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletions_at_the_source_are_propagated_only_when_asked_and_never_after_cutover() {
+    let Some(dovecot) = dovecot(default_options(), "deletions") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    bench.fill(&[plain_folder("INBOX", 21, 10)]);
+    assert_eq!(bench.pass(Pass::Full).await.pass_copied, 10);
+    let mut client = tern_testkit::imap::Client::connect(bench.dovecot.imap_addr()).unwrap();
+    client.login(REMOTE_USER, REMOTE_PASSWORD).unwrap();
+    client.ok("SELECT INBOX").unwrap();
+    client.ok("UID STORE 1:3 +FLAGS.SILENT (\\Deleted)").unwrap();
+    client.ok("EXPUNGE").unwrap();
+    client.logout();
+    let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
+
+    // A plain delta leaves them.
+    let progress = bench.pass(Pass::Delta).await;
+    assert_eq!(progress.deleted, 0);
+    assert_eq!(bench.store.mailbox_by_id(inbox.id).await.unwrap().messages, 10);
+    // After cutover, even when asked, nothing is deleted.
+    bench
+        .request(|r| {
+            r.pass = Pass::Delta;
+            r.propagate_deletions = true;
+            r.cutover = Some(1);
+        })
+        .await;
+    bench.worker().run_until_idle().await.unwrap();
+    assert_eq!(bench.store.mailbox_by_id(inbox.id).await.unwrap().messages, 10);
+    // Before cutover, when asked: the three go.
+    bench
+        .request(|r| {
+            r.pass = Pass::Delta;
+            r.propagate_deletions = true;
+            r.cutover = None;
+        })
+        .await;
+    bench.worker().run_until_idle().await.unwrap();
+    assert_eq!(bench.progress().await.deleted, 3);
+    assert_same(&bench.source_snapshot(), &bench.tern_snapshot().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_under_several_labels_takes_its_bytes_once() {
+    let Some(dovecot) = dovecot(default_options(), "labels_once") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await.with_imap_migration().await;
+    // Gmail shows one message under each of its labels: the same bytes in two folders.
+    let mut big = b"Subject: quarterly report\r\nMessage-ID: <q3@example.test>\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b"The numbers, line after line.\r\n".as_slice(), 40_000).flatten());
+    let labelled = |name: &str| {
+        let mut f = plain_folder(name, 31, 1);
+        f.messages[0].raw = big.clone();
+        f
+    };
+    bench.fill(&[labelled("Finance"), labelled("Reports")]);
+    assert_eq!(bench.pass(Pass::Full).await.pass_copied, 2);
+    let blob_files = walk_files(&bench.dir.path().join("store/blobs"))
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() as usize == big.len()).unwrap_or(false))
+        .count();
+    assert_eq!(blob_files, 1, "one copy of the 1.2 MB body on disk");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

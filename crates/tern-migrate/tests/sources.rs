@@ -232,3 +232,87 @@ async fn prestage_waits_for_the_schedule_window_but_delta_does_not() {
     assert_eq!(delta.phase, Phase::Passed, "{delta:?}");
     assert!(delta.pass_copied > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_download_cap_stops_the_pass_until_tomorrow() {
+    let Some(dovecot) = dovecot(default_options(), "daily_cap") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await;
+    bench.fill(&corpus());
+    let mut s = bench.imap_settings();
+    // Gmail's preset sets 2.4 GB; a small cap shows the behaviour.
+    s.daily_bytes = Some(50_000);
+    s.connections = 1;
+    bench.add_source(&s, None).await;
+    bench.add_migration(REMOTE_USER, Some(REMOTE_PASSWORD)).await;
+    let progress = bench.pass(Pass::Full).await;
+    assert_eq!(progress.phase, Phase::WaitingCap, "{progress:?}");
+    assert!(progress.pass_copied > 0 && progress.pass_copied < 40, "{progress:?}");
+    // Another run today does not start it again.
+    bench.worker().run_until_idle().await.unwrap();
+    assert_eq!(bench.progress().await.phase, Phase::WaitingCap);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_mailboxes_migrate_in_parallel_each_to_its_own_account() {
+    let users = [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")];
+    let Some(dovecot) = dovecot(tern_testkit::dovecot::Dovecot::builder().users(&users), "parallel") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await;
+    bench.add_source(&bench.imap_settings(), None).await;
+    let mut accounts = Vec::new();
+    for (i, (user, password)) in users.iter().enumerate() {
+        let folders = migration_corpus::mailbox(&CorpusSpec {
+            seed: 40 + i as u64,
+            messages: 30,
+            large_messages: 0,
+            ..CorpusSpec::small()
+        });
+        bench.dovecot.fill(user, &folders).unwrap();
+        let address = format!("{user}@example.test");
+        let account = match bench.store.account(&address).await {
+            Ok(a) => a.id,
+            Err(_) => {
+                bench
+                    .store
+                    .create_account(tern_store::NewAccount {
+                        address: address.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .id
+            }
+        };
+        let sealed = bench.secrets.seal(
+            &serde_json::to_string(&tern_migrate::source::Credential::Password {
+                password: password.to_string(),
+            })
+            .unwrap(),
+        );
+        bench
+            .store
+            .put_migration(tern_store::NewMigration {
+                account,
+                source: "old".into(),
+                remote_user: user.to_string(),
+                secret: Some(sealed),
+                request: serde_json::to_string(&tern_migrate::state::Request {
+                    seq: 1,
+                    pass: Pass::Full,
+                    ..Default::default()
+                })
+                .unwrap(),
+            })
+            .await
+            .unwrap();
+        accounts.push((user, account));
+    }
+    bench.worker().run_until_idle().await.unwrap();
+    for (user, account) in accounts {
+        let source = bench.dovecot.snapshot(user).unwrap();
+        assert_same(&source, &tern_snapshot(&*bench.store, account).await);
+    }
+}
