@@ -171,6 +171,22 @@ impl SourceSettings {
     }
 }
 
+/// A source by name, with its settings parsed.
+pub async fn load(
+    store: &dyn tern_store::Store,
+    name: &str,
+) -> Result<(tern_store::MigrationSource, SourceSettings), crate::MigrateError> {
+    let source = store
+        .migration_sources()
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| tern_store::StoreError::NoSuchMigrationSource(name.to_string()))?;
+    let settings = serde_json::from_str(&source.settings)
+        .map_err(|e| crate::MigrateError::Config(format!("source {name:?}: unreadable settings ({e}); add it again")))?;
+    Ok((source, settings))
+}
+
 pub fn default_port(protocol: Protocol, tls: TlsMode) -> u16 {
     match (protocol, tls) {
         (Protocol::Imap, TlsMode::Implicit) => 993,

@@ -320,15 +320,7 @@ impl Worker {
         control: watch::Receiver<Control>,
         schedule: &Schedule,
     ) -> Result<PassInput, MigrateError> {
-        let source = self
-            .store
-            .migration_sources()
-            .await?
-            .into_iter()
-            .find(|s| s.name == m.source)
-            .ok_or_else(|| MigrateError::Config(format!("the source {:?} was removed", m.source)))?;
-        let settings: SourceSettings = serde_json::from_str(&source.settings)
-            .map_err(|e| MigrateError::Config(format!("source {:?}: unreadable settings: {e}", m.source)))?;
+        let (source, settings) = crate::source::load(&*self.store, &m.source).await?;
         let login = login_for(&self.config.secrets, m, &source, &settings)?;
         Ok(PassInput {
             store: self.store.clone(),

@@ -174,11 +174,7 @@ async fn a_user_working_in_tern_during_a_pass_keeps_everything_they_did() {
         return;
     };
     let bench = Bench::new(dovecot).await.with_imap_migration().await;
-    let corpus = migration_corpus::mailbox(&CorpusSpec {
-        large_messages: 0,
-        messages: 400,
-        ..CorpusSpec::small()
-    });
+    let corpus = corpus_of(400);
     bench.fill(&corpus);
     bench.request(|r| r.pass = Pass::Full).await;
     let worker = tokio::spawn(bench.worker().run_until_idle());

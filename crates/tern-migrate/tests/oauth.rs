@@ -13,7 +13,7 @@ use tern_migrate::oauth::OAuthClient;
 use tern_migrate::source::{AuthMethod, Credential};
 use tern_migrate::state::{Pass, Phase};
 use tern_store::Store;
-use tern_testkit::migration_corpus::{self, CorpusSpec};
+
 
 const PROVIDER: &str = r#"
 import http.server, json, sys, urllib.parse, itertools
@@ -82,11 +82,7 @@ async fn refresh_tokens_are_renewed_rotated_and_stored() {
         return;
     };
     let bench = Bench::new(dovecot).await;
-    let corpus = migration_corpus::mailbox(&CorpusSpec {
-        messages: 30,
-        large_messages: 0,
-        ..CorpusSpec::small()
-    });
+    let corpus = corpus_of(30);
     bench.fill(&corpus);
     let mut settings = bench.imap_settings();
     settings.auth = AuthMethod::Xoauth2;

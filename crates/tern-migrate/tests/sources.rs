@@ -12,11 +12,7 @@ use tern_store::Store;
 use tern_testkit::migration_corpus::{self, CorpusSpec};
 
 fn corpus() -> Vec<tern_testkit::migration_corpus::CorpusFolder> {
-    migration_corpus::mailbox(&CorpusSpec {
-        messages: 40,
-        large_messages: 0,
-        ..CorpusSpec::small()
-    })
+    corpus_of(40)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,11 +163,7 @@ async fn a_rate_capped_pass_pauses_resumes_and_ends_exact() {
     };
     let bench = Bench::new(dovecot).await.with_imap_migration().await;
     // About 500 KB: some 12 s at the cap below.
-    let folders = migration_corpus::mailbox(&CorpusSpec {
-        messages: 80,
-        large_messages: 0,
-        ..CorpusSpec::small()
-    });
+    let folders = corpus_of(80);
     bench.fill(&folders);
     let total: u64 = folders.iter().map(|f| f.messages.len() as u64).sum();
     // A per-mailbox cap slow enough to pause it halfway.

@@ -388,11 +388,7 @@ impl Config {
     /// Read, parse and check `tern.toml`. Relative paths inside it are
     /// resolved against the folder holding `path` (the data folder).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            line: None,
-            kind: ConfigErrorKind::Read(e),
-        })?;
+        let text = Self::read(path)?;
         let data_dir = path.parent().unwrap_or(Path::new(""));
         Self::from_toml_str(&text, path, data_dir)
     }
@@ -400,30 +396,31 @@ impl Config {
     /// Like [`Config::load`] for a command that serves nothing (`tern migrate run`):
     /// every check but that the TLS files exist.
     pub fn load_settings(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            line: None,
-            kind: ConfigErrorKind::Read(e),
-        })?;
-        let config = Self::parse(&text, path)?;
-        config.check(None).map_err(|kind| ConfigError {
-            file: Some(path.to_path_buf()),
+        Self::parse(&Self::read(path)?, path)?.checked(path, None)
+    }
+
+    /// Runs the checks, naming `file` in the error.
+    fn checked(self, file: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        self.check(data_dir).map_err(|kind| ConfigError {
+            file: Some(file.to_path_buf()),
             line: None,
             kind,
         })?;
-        Ok(config)
+        Ok(self)
+    }
+
+    fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            kind: ConfigErrorKind::Read(e),
+        })
     }
 
     /// Parse and check config text. `file` is only used in error messages;
     /// `data_dir` is where relative paths point.
     pub fn from_toml_str(text: &str, file: &Path, data_dir: &Path) -> Result<Config, ConfigError> {
-        let config = Self::parse(text, file)?;
-        config.check(Some(data_dir)).map_err(|kind| ConfigError {
-            file: Some(file.to_path_buf()),
-            line: None,
-            kind,
-        })?;
-        Ok(config)
+        Self::parse(text, file)?.checked(file, Some(data_dir))
     }
 
     /// Syntax and types only.

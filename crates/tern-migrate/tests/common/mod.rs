@@ -35,6 +35,15 @@ pub fn dovecot(options: DovecotOptions, test: &str) -> Option<Dovecot> {
     Some(options.start().expect("start Dovecot"))
 }
 
+/// The generated mailbox with `messages` messages and no large ones.
+pub fn corpus_of(messages: usize) -> Vec<CorpusFolder> {
+    tern_testkit::migration_corpus::mailbox(&tern_testkit::migration_corpus::CorpusSpec {
+        messages,
+        large_messages: 0,
+        ..tern_testkit::migration_corpus::CorpusSpec::small()
+    })
+}
+
 pub fn default_options() -> DovecotOptions {
     Dovecot::builder().users(&[(REMOTE_USER, REMOTE_PASSWORD)])
 }

@@ -14,45 +14,30 @@ fn source(name: &str) -> MigrationSource {
     }
 }
 
+fn new_migration(account: tern_store::AccountId, remote_user: &str, request: &str) -> NewMigration {
+    NewMigration {
+        account,
+        source: "old".into(),
+        remote_user: remote_user.into(),
+        secret: Some(vec![1, 2, 3]),
+        request: request.into(),
+    }
+}
+
 pub async fn sources_and_migrations_lifecycle(f: Fixture) {
     let alice = with_alice(&f).await;
-    let missing = f
-        .store
-        .put_migration(NewMigration {
-            account: alice,
-            source: "old".into(),
-            remote_user: "alice".into(),
-            secret: Some(vec![1, 2, 3]),
-            request: "{}".into(),
-        })
-        .await;
+    let missing = f.store.put_migration(new_migration(alice, "alice", "{}")).await;
     assert!(matches!(missing, Err(StoreError::NoSuchMigrationSource(_))), "{missing:?}");
     f.store.put_migration_source(source("old")).await.unwrap();
     let m = f
         .store
-        .put_migration(NewMigration {
-            account: alice,
-            source: "old".into(),
-            remote_user: "alice".into(),
-            secret: Some(vec![1, 2, 3]),
-            request: r#"{"pass":"full"}"#.into(),
-        })
+        .put_migration(new_migration(alice, "alice", r#"{"pass":"full"}"#))
         .await
         .unwrap();
     assert_eq!(m.address, "alice@example.test");
     f.store.set_migration_progress(m.id, r#"{"copied":5}"#).await.unwrap();
     // Re-adding (a new password) keeps the progress.
-    let again = f
-        .store
-        .put_migration(NewMigration {
-            account: alice,
-            source: "old".into(),
-            remote_user: "alice2".into(),
-            secret: Some(vec![9]),
-            request: "{}".into(),
-        })
-        .await
-        .unwrap();
+    let again = f.store.put_migration(new_migration(alice, "alice2", "{}")).await.unwrap();
     assert_eq!(again.id, m.id);
     assert_eq!(again.progress, r#"{"copied":5}"#);
     assert_eq!(again.remote_user, "alice2");
@@ -85,17 +70,7 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
 pub async fn migrated_messages_are_mapped_atomically(f: Fixture) {
     let alice = with_alice(&f).await;
     f.store.put_migration_source(source("old")).await.unwrap();
-    let m = f
-        .store
-        .put_migration(NewMigration {
-            account: alice,
-            source: "old".into(),
-            remote_user: "alice".into(),
-            secret: None,
-            request: "{}".into(),
-        })
-        .await
-        .unwrap();
+    let m = f.store.put_migration(new_migration(alice, "alice", "{}")).await.unwrap();
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     let folder = f
         .store

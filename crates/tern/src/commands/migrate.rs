@@ -301,22 +301,12 @@ async fn source_list(store: &EmbeddedStore, json: bool) -> Result<()> {
 }
 
 async fn has_admin_login(store: &EmbeddedStore, m: &Migration) -> Result<bool> {
-    Ok(store
-        .migration_sources()
-        .await?
-        .into_iter()
-        .find(|s| s.name == m.source)
-        .is_some_and(|s| s.secret.is_some()))
+    let (source, settings) = tern_migrate::source::load(store, &m.source).await?;
+    Ok(settings.admin_user.is_some() && source.secret.is_some())
 }
 
 async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs, secret: Option<Credential>) -> Result<()> {
-    let source = store
-        .migration_sources()
-        .await?
-        .into_iter()
-        .find(|s| s.name == args.source)
-        .ok_or_else(|| anyhow!("no source named {:?}; add it with `tern migrate source add`", args.source))?;
-    let settings: SourceSettings = serde_json::from_str(&source.settings)?;
+    let (source, settings) = tern_migrate::source::load(store, &args.source).await?;
     let secrets = SecretBox::open_or_create(key)?;
     let mut rows = Vec::new();
     match &args.csv {
@@ -644,13 +634,7 @@ async fn wait_for(store: &EmbeddedStore, which: &MigrationSelector) -> Result<()
 
 async fn verify(store: &EmbeddedStore, key: &std::path::Path, email: &str, json: bool) -> Result<()> {
     let m = store.migration(email).await?;
-    let source = store
-        .migration_sources()
-        .await?
-        .into_iter()
-        .find(|s| s.name == m.source)
-        .ok_or_else(|| anyhow!("the source {:?} was removed", m.source))?;
-    let settings: SourceSettings = serde_json::from_str(&source.settings)?;
+    let (source, settings) = tern_migrate::source::load(store, &m.source).await?;
     let secrets = SecretBox::open_or_create(key)?;
     let login = worker::login_for(&secrets, &m, &source, &settings)
         .map_err(|e| anyhow!("{e}; verify needs the source credentials, so run it before `finish`"))?;
