@@ -198,7 +198,20 @@ struct FolderJob {
 
 async fn run_imap(shared: Arc<Shared>) -> Result<Outcome, MigrateError> {
     let input = &shared.input;
-    let mut lister = ImapSource::connect(&input.settings, &input.login).await?;
+    let mut attempt = 0;
+    let mut lister = loop {
+        attempt += 1;
+        match ImapSource::connect(&input.settings, &input.login).await {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() && attempt < FOLDER_ATTEMPTS => {
+                if let Err(outcome) = shared.check_control() {
+                    return Ok(outcome);
+                }
+                backoff(&shared, attempt, &e).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let listed = lister.folders().await?;
     let namespace = match &input.request.user_root {
         Some(root) => lister.namespace.clone().with_root(root),

@@ -308,3 +308,36 @@ async fn several_mailboxes_migrate_in_parallel_each_to_its_own_account() {
         assert_same(&source, &tern_snapshot(&*bench.store, account).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pop3_over_implicit_tls_and_stls() {
+    if !tern_testkit::dovecot::Dovecot::pop3_installed() {
+        eprintln!("skipped: dovecot-pop3d is not installed");
+        return;
+    }
+    let Some(dovecot) = dovecot(default_options().tls(true), "pop3_tls") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await;
+    let inbox_only: Vec<_> = corpus().into_iter().filter(|f| f.name == "INBOX").collect();
+    bench.fill(&inbox_only);
+    let ca = bench.dir.path().join("ca.pem");
+    std::fs::write(&ca, bench.dovecot.cert_pem().unwrap()).unwrap();
+    for (tls, port) in [
+        (TlsMode::Implicit, bench.dovecot.pop3s_port().unwrap()),
+        (TlsMode::Starttls, bench.dovecot.pop3_port().unwrap()),
+    ] {
+        let mut s = bench.imap_settings();
+        s.protocol = Protocol::Pop3;
+        s.host = "localhost".into();
+        s.tls = tls;
+        s.port = port;
+        s.ca_file = Some(ca.display().to_string());
+        bench.add_source(&s, None).await;
+        bench.add_migration(REMOTE_USER, Some(REMOTE_PASSWORD)).await;
+        let progress = bench.pass(Pass::Full).await;
+        assert_eq!(progress.phase, Phase::Passed, "{tls:?}: {progress:?}");
+    }
+    let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
+    assert_eq!(inbox.messages as usize, inbox_only[0].messages.len());
+}
