@@ -35,6 +35,10 @@ const BATCH_MESSAGES: usize = 256;
 /// ...or this many bytes (one message larger than this goes alone). With two batches in
 /// flight per connection this bounds a pass's memory.
 const BATCH_BYTES: u64 = 8 << 20;
+/// Messages larger than a batch (up to limits.max_message_size) are held in memory
+/// whole while fetched and stored; only one at a time in the process, so memory stays
+/// bounded by a few batches plus one such message whatever the parallelism.
+static LARGE_MESSAGES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 /// Folder attempts after a dropped connection or throttling before the folder is
 /// reported as failed.
 const FOLDER_ATTEMPTS: u32 = 4;
@@ -778,16 +782,21 @@ async fn copy_messages(
         .flatten()
         .min();
     let max_bytes = cap.map_or(BATCH_BYTES, |c| c.clamp(64 << 10, BATCH_BYTES));
-    let (tx, mut rx) = mpsc::channel::<Vec<FetchedMessage>>(1);
+    let sizes: HashMap<u32, u64> = todo.iter().map(|m| (m.uid, m.size)).collect();
+    let (tx, mut rx) = mpsc::channel::<(Vec<FetchedMessage>, Option<tokio::sync::SemaphorePermit<'static>>)>(1);
     let fetcher = async move {
         for uids in batches(todo, max_bytes) {
             if let Err(outcome) = shared.check_control() {
                 return Ok(Err(outcome));
             }
+            // A batch over the normal size is one large message: one such at a time in
+            // the whole process, held until it is stored.
+            let large = uids.len() == 1 && sizes.get(&uids[0]).is_some_and(|&s| s > BATCH_BYTES);
+            let permit = if large { LARGE_MESSAGES.acquire().await.ok() } else { None };
             let messages = source.fetch(&uids).await?;
             let bytes = messages.iter().map(|m| m.raw.len() as u64).sum();
             let cap = shared.account_bytes(bytes).await;
-            if tx.send(messages).await.is_err() {
+            if tx.send((messages, permit)).await.is_err() {
                 // The writer stopped; it reports why.
                 break;
             }
@@ -798,7 +807,7 @@ async fn copy_messages(
         Ok::<_, MigrateError>(Ok(()))
     };
     let writer = async {
-        while let Some(messages) = rx.recv().await {
+        while let Some((messages, permit)) = rx.recv().await {
             let batch = messages
                 .into_iter()
                 .map(|m| Incoming {
@@ -810,6 +819,7 @@ async fn copy_messages(
                 })
                 .collect();
             copier.put(&shared.reporter, batch).await?;
+            drop(permit);
             shared.reporter.save(false).await?;
         }
         Ok::<_, MigrateError>(())
