@@ -170,8 +170,9 @@ fn start_migrations(
     config: &Config,
     store: &Arc<dyn Store>,
 ) -> Result<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>), ServeError> {
-    let secrets = tern_migrate::secrets::SecretBox::open_or_create(&data_dir.join(tern_migrate::secrets::SecretBox::FILE))
-        .map_err(ServeError::MigrationKey)?;
+    let secrets =
+        tern_migrate::secrets::SecretBox::open_or_create(&data_dir.join(tern_migrate::secrets::SecretBox::FILE))
+            .map_err(ServeError::MigrationKey)?;
     let worker = tern_migrate::worker::Worker::new(
         store.clone(),
         tern_migrate::worker::WorkerConfig {

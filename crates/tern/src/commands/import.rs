@@ -182,7 +182,7 @@ impl<S: Store> Import<'_, S> {
                 internal_date: m.internal_date,
                 raw: m.raw,
                 pop3_uidl: None,
-        migrated_from: None,
+                migrated_from: None,
             });
             if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
                 self.flush(mailbox, folder, &mut batch).await?;

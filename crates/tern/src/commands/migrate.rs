@@ -32,7 +32,10 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             } else {
                 None
             };
-            with_store(&data, |store| async move { source_add(&store, &key, args, admin_password).await }).await
+            with_store(&data, |store| async move {
+                source_add(&store, &key, args, admin_password).await
+            })
+            .await
         }
         MigrateCommand::Source(SourceCommand::List { json }) => {
             with_store(&data, |store| async move { source_list(&store, json).await }).await
@@ -80,7 +83,9 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             })
             .await
         }
-        MigrateCommand::Schedule(args) => with_store(&data, |store| async move { schedule_cmd(&store, args).await }).await,
+        MigrateCommand::Schedule(args) => {
+            with_store(&data, |store| async move { schedule_cmd(&store, args).await }).await
+        }
         MigrateCommand::Status(args) => with_store(&data, |store| async move { status(&store, args).await }).await,
         MigrateCommand::Report { email, json, deliver } => {
             with_store(&data, |store| async move {
@@ -162,6 +167,9 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
         MigrateCommand::Remove { email } => {
             with_store(&data, |store| async move {
                 let m = store.migration(&email).await?;
+                if effective_phase(&parse_request(&m), &parse_progress(&m)) == Phase::Running {
+                    bail!("a pass is running for {email}; `tern migrate cancel --user {email}` first");
+                }
                 store.delete_migration(m.id).await?;
                 println!("Forgot the migration of {email}; its copied mail stays.");
                 Ok(())
@@ -305,7 +313,12 @@ async fn has_admin_login(store: &EmbeddedStore, m: &Migration) -> Result<bool> {
     Ok(settings.admin_user.is_some() && source.secret.is_some())
 }
 
-async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs, secret: Option<Credential>) -> Result<()> {
+async fn add(
+    store: &EmbeddedStore,
+    key: &std::path::Path,
+    args: MigrateAddArgs,
+    secret: Option<Credential>,
+) -> Result<()> {
     let (source, settings) = tern_migrate::source::load(store, &args.source).await?;
     let secrets = SecretBox::open_or_create(key)?;
     let mut rows = Vec::new();
@@ -328,9 +341,12 @@ async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs,
             for (i, record) in reader.records().enumerate() {
                 let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
                 let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
-                let address = field(Some(email)).ok_or_else(|| anyhow!("{} line {}: no EmailAddress", path.display(), i + 2))?;
+                let address =
+                    field(Some(email)).ok_or_else(|| anyhow!("{} line {}: no EmailAddress", path.display(), i + 2))?;
                 let remote = field(Some(user)).unwrap_or(address);
-                let credential = field(password).map(|p| Credential::Password { password: p.to_string() });
+                let credential = field(password).map(|p| Credential::Password {
+                    password: p.to_string(),
+                });
                 rows.push((
                     address.to_string(),
                     remote.to_string(),
@@ -362,7 +378,7 @@ async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs,
             Some(c) => Some(secrets.seal(&serde_json::to_string(c)?)),
             None => None,
         };
-        store
+        let m = store
             .put_migration(NewMigration {
                 account: account.id,
                 source: args.source.clone(),
@@ -371,6 +387,15 @@ async fn add(store: &EmbeddedStore, key: &std::path::Path, args: MigrateAddArgs,
                 request: serde_json::to_string(&request)?,
             })
             .await?;
+        // A finished migration given new credentials can run passes again; what it
+        // copied before stays known, so nothing is copied twice.
+        let mut progress = parse_progress(&m);
+        if progress.phase == Phase::Done {
+            progress.phase = Phase::Passed;
+            store
+                .set_migration_progress(m.id, &serde_json::to_string(&progress)?)
+                .await?;
+        }
     }
     println!(
         "Added {} mailbox(es) from {}. Start copying with `tern migrate start`.",
@@ -390,7 +415,10 @@ async fn select(store: &EmbeddedStore, which: &MigrationSelector) -> Result<Vec<
         .into_iter()
         .filter(|m| match (&which.user, &which.domain) {
             (Some(u), _) => m.address.eq_ignore_ascii_case(u),
-            (None, Some(d)) => m.address.rsplit_once('@').is_some_and(|(_, md)| md.eq_ignore_ascii_case(d)),
+            (None, Some(d)) => m
+                .address
+                .rsplit_once('@')
+                .is_some_and(|(_, md)| md.eq_ignore_ascii_case(d)),
             (None, None) => true,
         })
         .collect();
@@ -424,10 +452,16 @@ async fn start(store: &EmbeddedStore, args: MigrateStartArgs) -> Result<()> {
     for m in &selected {
         let mut r = parse_request(m);
         if parse_progress(m).phase == Phase::Done {
-            bail!("{}: the migration is finished and its credentials wiped; add it again to copy more", m.address);
+            bail!(
+                "{}: the migration is finished and its credentials wiped; add it again to copy more",
+                m.address
+            );
         }
         if args.propagate_deletions && r.cutover.is_some() {
-            bail!("{}: deletions are not propagated after cutover (mail deleted at the old provider may be the user's only copy)", m.address);
+            bail!(
+                "{}: deletions are not propagated after cutover (mail deleted at the old provider may be the user's only copy)",
+                m.address
+            );
         }
         r.seq += 1;
         r.pass = pass;
@@ -451,7 +485,12 @@ async fn start(store: &EmbeddedStore, args: MigrateStartArgs) -> Result<()> {
     Ok(())
 }
 
-async fn control(data: &DataDir<'_>, which: MigrationSelector, what: &str, change: impl Fn(&mut Request)) -> Result<()> {
+async fn control(
+    data: &DataDir<'_>,
+    which: MigrationSelector,
+    what: &str,
+    change: impl Fn(&mut Request),
+) -> Result<()> {
     with_store(data, |store| async move {
         let selected = select(&store, &which).await?;
         for m in &selected {
@@ -501,13 +540,18 @@ async fn schedule_cmd(store: &EmbeddedStore, args: MigrateScheduleArgs) -> Resul
     }
     s.validate().map_err(|e| anyhow!(e))?;
     if changed {
-        store.set_setting(schedule::SETTING, Some(&serde_json::to_string(&s)?)).await?;
+        store
+            .set_setting(schedule::SETTING, Some(&serde_json::to_string(&s)?))
+            .await?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    let rate = |r: Option<u64>| r.map(|r| format!("{}/s", human_bytes(r))).unwrap_or_else(|| "no cap".into());
+    let rate = |r: Option<u64>| {
+        r.map(|r| format!("{}/s", human_bytes(r)))
+            .unwrap_or_else(|| "no cap".into())
+    };
     println!(
         "Pre-stage windows: {} ({})",
         if s.windows.is_empty() {
@@ -517,13 +561,20 @@ async fn schedule_cmd(store: &EmbeddedStore, args: MigrateScheduleArgs) -> Resul
         },
         s.tz
     );
-    println!("Rate: {} overall, {} per mailbox", rate(s.max_rate), rate(s.mailbox_max_rate));
+    println!(
+        "Rate: {} overall, {} per mailbox",
+        rate(s.max_rate),
+        rate(s.mailbox_max_rate)
+    );
     println!("Mailboxes at once: {}", s.mailboxes_in_parallel);
     let now = chrono::Utc::now();
     if !s.is_open(now)
         && let Some(next) = s.next_open(now)
     {
-        println!("Closed now; the next window opens {}.", next.format("%Y-%m-%d %H:%M UTC"));
+        println!(
+            "Closed now; the next window opens {}.",
+            next.format("%Y-%m-%d %H:%M UTC")
+        );
     }
     Ok(())
 }
@@ -536,7 +587,12 @@ fn bar(done: u64, total: u64) -> String {
     }
     let share = (done.min(total) as f64) / total as f64;
     let filled = (share * WIDTH as f64).round() as usize;
-    format!("[{}{}] {:>3}%", "#".repeat(filled), ".".repeat(WIDTH - filled), (share * 100.0).floor() as u64)
+    format!(
+        "[{}{}] {:>3}%",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        (share * 100.0).floor() as u64
+    )
 }
 
 async fn print_status_table(store: &EmbeddedStore, migrations: &[Migration]) -> Result<()> {
@@ -566,7 +622,9 @@ async fn print_status_table(store: &EmbeddedStore, migrations: &[Migration]) -> 
         ]);
     }
     print_table(
-        &["MAILBOX", "STATE", "PASS", "PROGRESS", "MESSAGES", "COPIED", "RATE", "ETA", "ERRORS"],
+        &[
+            "MAILBOX", "STATE", "PASS", "PROGRESS", "MESSAGES", "COPIED", "RATE", "ETA", "ERRORS",
+        ],
         &rows,
     );
     for m in migrations {
@@ -639,7 +697,8 @@ async fn verify(store: &EmbeddedStore, key: &std::path::Path, email: &str, json:
     let login = worker::login_for(&secrets, &m, &source, &settings)
         .map_err(|e| anyhow!("{e}; verify needs the source credentials, so run it before `finish`"))?;
     let request = parse_request(&m);
-    let verdict = tern_migrate::verify::verify(store, m.account, &settings, &login, request.user_root.as_deref()).await?;
+    let verdict =
+        tern_migrate::verify::verify(store, m.account, &settings, &login, request.user_root.as_deref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {

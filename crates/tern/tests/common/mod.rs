@@ -74,4 +74,3 @@ pub fn rand_u16() -> u16 {
         .subsec_nanos();
     (nanos ^ std::process::id()) as u16
 }
-
