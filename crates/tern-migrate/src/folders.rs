@@ -180,7 +180,17 @@ const LOCALIZED: &[(SpecialUse, &[&str])] = &[
     ),
     (
         SpecialUse::Archive,
-        &["Archive", "Archives", "Archiv", "Archivo", "Archivio", "Archief", "Arkiv", "Archiwum", "Архив"],
+        &[
+            "Archive",
+            "Archives",
+            "Archiv",
+            "Archivo",
+            "Archivio",
+            "Archief",
+            "Arkiv",
+            "Archiwum",
+            "Архив",
+        ],
     ),
 ];
 
@@ -254,7 +264,11 @@ pub fn display_name(folder: &SourceFolder, ns: &Namespace) -> Option<String> {
     Some(match delimiter {
         Some('/') | None => inner.to_string(),
         // A '/' inside a level would make a new level in Tern: keep it visible instead.
-        Some(d) => inner.split(d).map(|level| level.replace('/', "_")).collect::<Vec<_>>().join("/"),
+        Some(d) => inner
+            .split(d)
+            .map(|level| level.replace('/', "_"))
+            .collect::<Vec<_>>()
+            .join("/"),
     })
 }
 
@@ -335,12 +349,7 @@ pub fn parse_namespace(line: &str) -> Option<Namespace> {
         rest = r;
     }
     let personal = groups.first()?.first().cloned();
-    let foreign = groups
-        .iter()
-        .skip(1)
-        .flatten()
-        .map(|(p, _)| p.clone())
-        .collect();
+    let foreign = groups.iter().skip(1).flatten().map(|(p, _)| p.clone()).collect();
     let (prefix, delimiter) = personal.unwrap_or_default();
     Some(Namespace {
         prefix,
@@ -428,15 +437,23 @@ mod tests {
             "Work/Reports"
         );
         assert_eq!(target(plan(&folder("INBOX.a/b", '.', &[]), &ns, &rules)).0, "a_b");
-        assert_eq!(
-            target(plan(&folder("INBOX.K&AOQ-se", '.', &[]), &ns, &rules)).0,
-            "Käse"
-        );
-        assert!(matches!(plan(&folder("#shared.x", '.', &[]), &ns, &rules), Plan::Skip { .. }));
+        assert_eq!(target(plan(&folder("INBOX.K&AOQ-se", '.', &[]), &ns, &rules)).0, "Käse");
+        assert!(matches!(
+            plan(&folder("#shared.x", '.', &[]), &ns, &rules),
+            Plan::Skip { .. }
+        ));
         // A user root: only its subtree, without the root.
-        let rooted = parse_namespace(r#"(("" "/")) NIL NIL"#).unwrap().with_root("users/alice");
-        assert_eq!(target(plan(&folder("users/alice/Work", '/', &[]), &rooted, &rules)).0, "Work");
-        assert!(matches!(plan(&folder("users/bob/Work", '/', &[]), &rooted, &rules), Plan::Skip { .. }));
+        let rooted = parse_namespace(r#"(("" "/")) NIL NIL"#)
+            .unwrap()
+            .with_root("users/alice");
+        assert_eq!(
+            target(plan(&folder("users/alice/Work", '/', &[]), &rooted, &rules)).0,
+            "Work"
+        );
+        assert!(matches!(
+            plan(&folder("users/bob/Work", '/', &[]), &rooted, &rules),
+            Plan::Skip { .. }
+        ));
     }
 
     #[test]
@@ -456,11 +473,18 @@ mod tests {
             ("Sent".into(), Some(SpecialUse::Sent))
         );
         assert_eq!(
-            target(plan(&folder("[Gmail]/Sent Mail", '/', &["\\HasNoChildren", "\\Sent"]), &ns, &rules)),
+            target(plan(
+                &folder("[Gmail]/Sent Mail", '/', &["\\HasNoChildren", "\\Sent"]),
+                &ns,
+                &rules
+            )),
             ("Sent".into(), Some(SpecialUse::Sent))
         );
         // Nested folders keep their own names.
-        assert_eq!(target(plan(&folder("Projects/Sent", '/', &[]), &ns, &rules)).0, "Projects/Sent");
+        assert_eq!(
+            target(plan(&folder("Projects/Sent", '/', &[]), &ns, &rules)).0,
+            "Projects/Sent"
+        );
     }
 
     #[test]
@@ -480,7 +504,10 @@ mod tests {
             rename: vec![("Old Sent".into(), "Archive/Sent 2019".into())],
             ..Default::default()
         };
-        assert!(matches!(plan(&folder("Archive/2019", '/', &[]), &ns, &rules), Plan::Skip { .. }));
+        assert!(matches!(
+            plan(&folder("Archive/2019", '/', &[]), &ns, &rules),
+            Plan::Skip { .. }
+        ));
         assert!(matches!(plan(&folder("Tmp", '/', &[]), &ns, &rules), Plan::Skip { .. }));
         assert_eq!(target(plan(&folder("Tmp/x", '/', &[]), &ns, &rules)).0, "Tmp/x");
         assert_eq!(

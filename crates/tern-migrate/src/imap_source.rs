@@ -9,8 +9,8 @@
 use async_imap::types::{Fetch, Flag, NameAttribute};
 use async_imap::{Authenticator, Client, Session};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tern_store::{Flags, SystemFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::MigrateError;
 use crate::connect::{self, SourceStream};

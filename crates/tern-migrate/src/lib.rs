@@ -49,7 +49,9 @@ pub enum MigrateError {
     Connect { host: String, port: u16, reason: String },
     #[error("TLS with {host} failed: {reason}")]
     Tls { host: String, reason: String },
-    #[error("{host} refused the login: {reason}; check the user name and password (tern migrate add again to change them)")]
+    #[error(
+        "{host} refused the login: {reason}; check the user name and password (tern migrate add again to change them)"
+    )]
     Login { host: String, reason: String },
     /// The provider asks us to slow down (Microsoft 365's "throttled"): back off.
     #[error("{host} is throttling this account: {reason}")]

@@ -105,8 +105,11 @@ impl OAuthSession {
             .map_err(|e| fail(format!("the token endpoint cannot be reached: {e}")))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| fail(e.to_string()))?;
-        let parsed: TokenResponse = serde_json::from_str(&body)
-            .map_err(|_| fail(format!("the token endpoint answered {status} without a JSON token response")))?;
+        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|_| {
+            fail(format!(
+                "the token endpoint answered {status} without a JSON token response"
+            ))
+        })?;
         let Some(access) = parsed.access_token.filter(|_| status.is_success()) else {
             return Err(fail(format!(
                 "the refresh token was refused ({}{}); add a new one with tern migrate add --refresh-token-stdin",

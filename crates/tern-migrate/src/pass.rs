@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tern_store::{
-    Expunge, FlagOp, Flags, MailboxId, MigratedMessage, Migration, MigrationFolder, MigrationFolderId,
-    MigrationOrigin, NewMessage, Store, StoreError, Uid,
+    Expunge, FlagOp, Flags, MailboxId, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationOrigin,
+    NewMessage, Store, StoreError, Uid,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -269,7 +269,12 @@ async fn run_imap(shared: Arc<Shared>) -> Result<Outcome, MigrateError> {
                 state.gone = true;
                 input
                     .store
-                    .put_migration_folder(f.migration, name, f.mailbox, &serde_json::to_string(&state).unwrap_or_default())
+                    .put_migration_folder(
+                        f.migration,
+                        name,
+                        f.mailbox,
+                        &serde_json::to_string(&state).unwrap_or_default(),
+                    )
                     .await?;
             }
         }
@@ -365,7 +370,11 @@ async fn folder_worker(
 /// Waits before retrying: 5 s, 20 s, 80 s... (capped at 10 minutes); longer when the
 /// source said it is throttling us.
 async fn backoff(shared: &Shared, attempt: u32, e: &MigrateError) {
-    let base = if matches!(e, MigrateError::Throttled { .. }) { 30 } else { 5 };
+    let base = if matches!(e, MigrateError::Throttled { .. }) {
+        30
+    } else {
+        5
+    };
     let secs = (base * 4u64.pow(attempt.saturating_sub(1))).min(600);
     tracing::info!(error = %e, retry_in = secs, "source trouble; backing off");
     let mut control = shared.input.control.clone();
@@ -415,8 +424,7 @@ async fn sync_folder(
 
     // A delta over a folder with nothing new: one STATUS, nothing else (RFC 7162 §3.1.2.3
     // gives HIGHESTMODSEQ in STATUS; without CONDSTORE flag changes can't be seen so).
-    if matches!(pass, Pass::Delta | Pass::Finish) && completed_before && source.condstore && state.failed.is_empty()
-    {
+    if matches!(pass, Pass::Delta | Pass::Finish) && completed_before && source.condstore && state.failed.is_empty() {
         let st = source.status(&job.wire_name).await?;
         if st.uidvalidity == state.uidvalidity
             && st.uidnext == state.uidnext
@@ -458,7 +466,11 @@ async fn sync_folder(
 
     let list_all = pass.lists_everything() || !completed_before || validity_changed;
     let from = if list_all { 1 } else { state.uidnext };
-    let listing = if st.messages == 0 { Vec::new() } else { source.list_messages(from).await? };
+    let listing = if st.messages == 0 {
+        Vec::new()
+    } else {
+        source.list_messages(from).await?
+    };
     let (old_messages, old_bytes) = (state.source_messages, state.source_bytes);
     if list_all {
         state.source_messages = listing.len() as u64;
@@ -510,8 +522,8 @@ async fn sync_folder(
         let changes: Vec<(u32, Flags)> = if from == 1 {
             listing.iter().map(|m| (m.uid, m.flags.clone())).collect()
         } else {
-            let since = (source.condstore && state.highest_modseq > 0 && pass != Pass::Full)
-                .then_some(state.highest_modseq);
+            let since =
+                (source.condstore && state.highest_modseq > 0 && pass != Pass::Full).then_some(state.highest_modseq);
             source.flags(from, since).await?
         };
         let map_now = store.migrated_messages(job.record.id).await?;
@@ -527,8 +539,11 @@ async fn sync_folder(
 
         if input.request.propagate_deletions && input.request.cutover.is_none() {
             let present: HashSet<u32> = source.uids().await?.into_iter().collect();
-            let gone: Vec<&MigratedMessage> =
-                entries.iter().filter(|(uid, _)| !present.contains(uid)).map(|(_, e)| e).collect();
+            let gone: Vec<&MigratedMessage> = entries
+                .iter()
+                .filter(|(uid, _)| !present.contains(uid))
+                .map(|(_, e)| e)
+                .collect();
             if !gone.is_empty() {
                 let uids: Vec<Uid> = gone.iter().map(|e| e.uid).collect();
                 let removed = store.expunge(mailbox.id, Expunge::Uids(uids)).await?;
@@ -542,7 +557,10 @@ async fn sync_folder(
         // once the folder is complete.
         if !stale.is_empty() {
             store
-                .forget_migrated(job.record.id, Some(stale.iter().map(|e| e.source_key.clone()).collect()))
+                .forget_migrated(
+                    job.record.id,
+                    Some(stale.iter().map(|e| e.source_key.clone()).collect()),
+                )
                 .await?;
         }
         let count = entries.len() as u64;
@@ -662,7 +680,10 @@ impl Copier {
         let mut fresh = Vec::with_capacity(batch.len());
         let mut matched = Vec::new();
         {
-            let mut candidates = self.candidates.lock().map_err(|_| MigrateError::Config("poisoned".into()))?;
+            let mut candidates = self
+                .candidates
+                .lock()
+                .map_err(|_| MigrateError::Config("poisoned".into()))?;
             for m in batch {
                 if !candidates.is_empty()
                     && let Some(uids) = candidates.get_mut(&tern_store::content_hash(&m.raw))
@@ -792,7 +813,11 @@ async fn copy_messages(
             // A batch over the normal size is one large message: one such at a time in
             // the whole process, held until it is stored.
             let large = uids.len() == 1 && sizes.get(&uids[0]).is_some_and(|&s| s > BATCH_BYTES);
-            let permit = if large { LARGE_MESSAGES.acquire().await.ok() } else { None };
+            let permit = if large {
+                LARGE_MESSAGES.acquire().await.ok()
+            } else {
+                None
+            };
             let messages = source.fetch(&uids).await?;
             let bytes = messages.iter().map(|m| m.raw.len() as u64).sum();
             let cap = shared.account_bytes(bytes).await;
@@ -838,8 +863,10 @@ pub(crate) async fn apply_flags(
     entries: &HashMap<u32, MigratedMessage>,
     changes: &[(u32, Flags)],
 ) -> Result<u64, MigrateError> {
-    let wanted: Vec<(&MigratedMessage, &Flags)> =
-        changes.iter().filter_map(|(uid, f)| entries.get(uid).map(|e| (e, f))).collect();
+    let wanted: Vec<(&MigratedMessage, &Flags)> = changes
+        .iter()
+        .filter_map(|(uid, f)| entries.get(uid).map(|e| (e, f)))
+        .collect();
     if wanted.is_empty() {
         return Ok(0);
     }

@@ -17,11 +17,11 @@ use async_pop::response::uidl::UidlResponse;
 use tern_store::{Expunge, Flags, MigratedMessage, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
+use crate::MigrateError;
 use crate::connect::{self, SourceStream};
 use crate::pass::{Copier, Incoming, Outcome, Shared};
 use crate::source::{AuthMethod, Login, SourceSettings, TlsMode};
 use crate::state::FolderState;
-use crate::MigrateError;
 
 /// The map's folder name for a POP3 maildrop.
 pub const MAILDROP: &str = "INBOX";
@@ -228,7 +228,10 @@ pub(crate) async fn digests(
     for (number, _, _) in listing(&mut client, &settings.host).await? {
         let content = client.retr(number).await.map_err(|e| pop_err(&settings.host, e))?;
         let raw = unstuff(&content);
-        out.push(((tern_store::content_hash(&raw), Flags::default(), None), raw.len() as u64));
+        out.push((
+            (tern_store::content_hash(&raw), Flags::default(), None),
+            raw.len() as u64,
+        ));
     }
     let _ = client.quit().await;
     Ok(out)
@@ -280,7 +283,10 @@ pub(crate) async fn run_pass(shared: &Shared) -> Result<Outcome, MigrateError> {
         if *size > input.max_message_size {
             *state
                 .skipped
-                .entry(format!("larger than limits.max_message_size ({} bytes)", input.max_message_size))
+                .entry(format!(
+                    "larger than limits.max_message_size ({} bytes)",
+                    input.max_message_size
+                ))
                 .or_default() += 1;
             continue;
         }
@@ -336,7 +342,12 @@ pub(crate) async fn run_pass(shared: &Shared) -> Result<Outcome, MigrateError> {
     state.copied = store.migrated_messages(record.id).await?.len() as u64;
     state.messages = list.len() as u32;
     store
-        .put_migration_folder(input.migration.id, MAILDROP, inbox.id, &serde_json::to_string(&state).unwrap_or_default())
+        .put_migration_folder(
+            input.migration.id,
+            MAILDROP,
+            inbox.id,
+            &serde_json::to_string(&state).unwrap_or_default(),
+        )
         .await
         .map_err(|e: StoreError| MigrateError::Store(e))?;
     Ok(outcome)

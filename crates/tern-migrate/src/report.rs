@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use tern_store::{Migration, NewMessage, Store};
 
+use crate::MigrateError;
 use crate::state::{FolderState, Phase, Progress, Request};
 use crate::worker::{effective_phase, parse_progress, parse_request};
-use crate::MigrateError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FolderReport {
@@ -58,7 +58,11 @@ impl Report {
 
     /// Messages at the source over all folders.
     pub fn source_messages(&self) -> u64 {
-        self.folders.iter().filter(|f| !f.state.gone).map(|f| f.state.source_messages).sum()
+        self.folders
+            .iter()
+            .filter(|f| !f.state.gone)
+            .map(|f| f.state.source_messages)
+            .sum()
     }
 
     pub fn copied(&self) -> u64 {
@@ -69,15 +73,23 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let p = &self.progress;
-        let _ = writeln!(out, "Migration of {} from {} (user {})", self.address, self.source, self.remote_user);
+        let _ = writeln!(
+            out,
+            "Migration of {} from {} (user {})",
+            self.address, self.source, self.remote_user
+        );
         let _ = writeln!(out, "State: {}", self.phase.name());
         if let Some(pass) = p.pass {
             let _ = writeln!(
                 out,
                 "Last pass: {}{}{}",
                 pass.name(),
-                p.started.map(|t| format!(", started {}", timestamp(t))).unwrap_or_default(),
-                p.finished.map(|t| format!(", ended {}", timestamp(t))).unwrap_or_default()
+                p.started
+                    .map(|t| format!(", started {}", timestamp(t)))
+                    .unwrap_or_default(),
+                p.finished
+                    .map(|t| format!(", ended {}", timestamp(t)))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(
@@ -145,7 +157,10 @@ impl Report {
             self.text()
         );
         mail_builder::MessageBuilder::new()
-            .from(("Tern migration", format!("postmaster@{}", domain_of(&self.address)).as_str()))
+            .from((
+                "Tern migration",
+                format!("postmaster@{}", domain_of(&self.address)).as_str(),
+            ))
             .to(self.address.as_str())
             .subject(format!("Your mailbox migration: {}", self.phase.name()))
             .text_body(body)

@@ -60,7 +60,9 @@ impl Window {
     /// Parses `Mon-Fri 19:00-07:00`, `Sat,Sun`, `Daily 22:00-06:00`, `Sat 00:00-24:00`.
     pub fn parse(text: &str) -> Result<Window, String> {
         let bad = |why: &str| {
-            format!("window {text:?}: {why}; write it like \"Mon-Fri 19:00-07:00\", \"Sat-Sun\" or \"Daily 22:00-06:00\"")
+            format!(
+                "window {text:?}: {why}; write it like \"Mon-Fri 19:00-07:00\", \"Sat-Sun\" or \"Daily 22:00-06:00\""
+            )
         };
         let mut parts = text.split_whitespace();
         let days_part = parts.next().ok_or_else(|| bad("empty"))?;
@@ -69,7 +71,10 @@ impl Window {
             return Err(bad("too many parts"));
         }
         let mut days = [false; 7];
-        if ["daily", "every", "*", "all"].iter().any(|d| days_part.eq_ignore_ascii_case(d)) {
+        if ["daily", "every", "*", "all"]
+            .iter()
+            .any(|d| days_part.eq_ignore_ascii_case(d))
+        {
             days = [true; 7];
         } else {
             for item in days_part.split(',') {
@@ -96,7 +101,10 @@ impl Window {
             None => (NaiveTime::MIN, NaiveTime::MIN),
             Some(t) => {
                 let (a, b) = t.split_once('-').ok_or_else(|| bad("times are FROM-TO"))?;
-                (parse_time(a).ok_or_else(|| bad("bad time"))?, parse_time(b).ok_or_else(|| bad("bad time"))?)
+                (
+                    parse_time(a).ok_or_else(|| bad("bad time"))?,
+                    parse_time(b).ok_or_else(|| bad("bad time"))?,
+                )
             }
         };
         Ok(Window { days, start, end })
@@ -125,9 +133,12 @@ fn parse_time(s: &str) -> Option<NaiveTime> {
 
 impl Schedule {
     pub fn validate(&self) -> Result<(), String> {
-        self.tz
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("{:?} is not a time zone; use an IANA name like Europe/Berlin or UTC", self.tz))?;
+        self.tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            format!(
+                "{:?} is not a time zone; use an IANA name like Europe/Berlin or UTC",
+                self.tz
+            )
+        })?;
         for w in &self.windows {
             Window::parse(w)?;
         }
@@ -180,7 +191,10 @@ mod tests {
         // Wednesday 2026-11-25, Berlin is UTC+1.
         assert!(!s.is_open(at("2026-11-25T12:00:00Z")), "Wednesday 13:00 Berlin");
         assert!(s.is_open(at("2026-11-25T18:30:00Z")), "Wednesday 19:30 Berlin");
-        assert!(s.is_open(at("2026-11-26T05:30:00Z")), "Thursday 06:30 Berlin, from Wednesday night");
+        assert!(
+            s.is_open(at("2026-11-26T05:30:00Z")),
+            "Thursday 06:30 Berlin, from Wednesday night"
+        );
         assert!(!s.is_open(at("2026-11-26T06:30:00Z")), "Thursday 07:30 Berlin");
         assert!(s.is_open(at("2026-11-28T12:00:00Z")), "Saturday all day");
         // A window belongs to the day it starts: Sunday's all-day window ends at midnight

@@ -95,7 +95,10 @@ impl SecretBox {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| bad())?;
-        let plain = self.cipher.decrypt(&XNonce::from(nonce), ciphertext).map_err(|_| bad())?;
+        let plain = self
+            .cipher
+            .decrypt(&XNonce::from(nonce), ciphertext)
+            .map_err(|_| bad())?;
         String::from_utf8(plain).map_err(|_| bad())
     }
 }
@@ -127,12 +130,12 @@ fn create_key(path: &Path) -> Result<Vec<u8>, SecretError> {
             Ok(key)
         }
         // Someone else created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(|source| {
-            SecretError::Read {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(path).map_err(|source| SecretError::Read {
                 path: path.to_path_buf(),
                 source,
-            }
-        }),
+            })
+        }
         Err(e) => Err(write_err(e)),
     }
 }

@@ -152,14 +152,23 @@ impl SourceSettings {
             }
             let plain_host = oauth.token_endpoint.strip_prefix("http://").map(|rest| {
                 let authority = rest.split('/').next().unwrap_or("");
-                authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_string()
+                authority
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or(authority)
+                    .to_string()
             });
             match plain_host {
                 Some(h) if !is_loopback(&h) => {
-                    return Err("--token-endpoint must be an https:// URL (client secrets and tokens travel there)".into());
+                    return Err(
+                        "--token-endpoint must be an https:// URL (client secrets and tokens travel there)".into(),
+                    );
                 }
                 None if !oauth.token_endpoint.starts_with("https://") => {
-                    return Err(format!("--token-endpoint {:?} is not an https:// URL", oauth.token_endpoint));
+                    return Err(format!(
+                        "--token-endpoint {:?} is not an https:// URL",
+                        oauth.token_endpoint
+                    ));
                 }
                 _ => {}
             }
@@ -182,8 +191,9 @@ pub async fn load(
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| tern_store::StoreError::NoSuchMigrationSource(name.to_string()))?;
-    let settings = serde_json::from_str(&source.settings)
-        .map_err(|e| crate::MigrateError::Config(format!("source {name:?}: unreadable settings ({e}); add it again")))?;
+    let settings = serde_json::from_str(&source.settings).map_err(|e| {
+        crate::MigrateError::Config(format!("source {name:?}: unreadable settings ({e}); add it again"))
+    })?;
     Ok((source, settings))
 }
 
@@ -209,12 +219,18 @@ pub fn is_loopback(host: &str) -> bool {
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Credential {
-    Password { password: String },
+    Password {
+        password: String,
+    },
     /// An OAuth 2.0 access token for XOAUTH2.
-    Token { access_token: String },
+    Token {
+        access_token: String,
+    },
     /// An OAuth 2.0 refresh token, turned into access tokens at the source's token
     /// endpoint.
-    Refresh { refresh_token: String },
+    Refresh {
+        refresh_token: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -283,7 +299,10 @@ mod tests {
     #[test]
     fn gmail_preset_skips_virtual_folders_and_caps_downloads() {
         let s = SourceSettings::preset(Preset::Gmail, Protocol::Imap);
-        assert_eq!((s.host.as_str(), s.port, s.tls), ("imap.gmail.com", 993, TlsMode::Implicit));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls),
+            ("imap.gmail.com", 993, TlsMode::Implicit)
+        );
         assert!(s.rules.exclude_attributes.contains(&"\\All".to_string()));
         assert_eq!(s.daily_bytes, Some(GMAIL_DAILY_BYTES));
     }

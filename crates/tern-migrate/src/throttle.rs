@@ -67,7 +67,10 @@ impl RateLimiter {
 /// second; `0`, `none` and `unlimited` mean no cap.
 pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
     let t = text.trim();
-    if ["0", "none", "unlimited", "off"].iter().any(|w| t.eq_ignore_ascii_case(w)) {
+    if ["0", "none", "unlimited", "off"]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w))
+    {
         return Ok(None);
     }
     let bad = || format!("{text:?} is not a rate; write it like 20MB/s, 500KB/s or 1GB/s");

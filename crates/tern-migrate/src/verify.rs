@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use tern_store::{ContentHash, Flags, Store};
 
+use crate::MigrateError;
 use crate::folders::{self, Plan};
 use crate::imap_source::ImapSource;
 use crate::source::{Login, Protocol, SourceSettings};
-use crate::MigrateError;
 
 /// Bytes fetched per UID FETCH while verifying.
 const VERIFY_BATCH_BYTES: u64 = 8 << 20;
@@ -50,7 +50,9 @@ impl Verdict {
 
     /// Every message is there, with the source's flags and dates.
     pub fn identical(&self) -> bool {
-        self.folders.iter().all(|f| f.missing == 0 && f.flags_differ == 0 && f.dates_differ == 0)
+        self.folders
+            .iter()
+            .all(|f| f.missing == 0 && f.flags_differ == 0 && f.dates_differ == 0)
     }
 
     pub fn text(&self) -> String {
@@ -81,7 +83,10 @@ impl Verdict {
             } else if self.missing() == 0 {
                 "Complete: every source message is in Tern byte for byte; some flags or dates differ (changed by the user in Tern, or at the source since the last pass).".to_string()
             } else {
-                format!("NOT complete: {} source message(s) are not in Tern; run a delta pass.", self.missing())
+                format!(
+                    "NOT complete: {} source message(s) are not in Tern; run a delta pass.",
+                    self.missing()
+                )
             }
         );
         out
@@ -126,7 +131,9 @@ pub async fn verify(
             source.list_messages(1).await?
         };
         let entry = by_target.entry(target).or_default();
-        entry.0.push(folders::display_name(folder, &namespace).unwrap_or_else(|| folder.wire_name.clone()));
+        entry
+            .0
+            .push(folders::display_name(folder, &namespace).unwrap_or_else(|| folder.wire_name.clone()));
         let mut batch = Vec::new();
         let mut bytes = 0;
         for (i, m) in listing.iter().enumerate() {
@@ -135,7 +142,9 @@ pub async fn verify(
             if bytes >= VERIFY_BATCH_BYTES || i + 1 == listing.len() {
                 for f in source.fetch(&batch).await? {
                     entry.2 += f.raw.len() as u64;
-                    entry.1.push((tern_store::content_hash(&f.raw), f.flags, f.internal_date));
+                    entry
+                        .1
+                        .push((tern_store::content_hash(&f.raw), f.flags, f.internal_date));
                 }
                 batch.clear();
                 bytes = 0;
@@ -192,11 +201,17 @@ async fn compare(
     };
     let mut tern: HashMap<ContentHash, Vec<(Flags, Option<i64>)>> = HashMap::new();
     if let Ok(mailbox) = store.mailbox(account, target).await {
-        let summaries: HashMap<u32, tern_store::MessageSummary> =
-            store.messages(mailbox.id).await?.into_iter().map(|s| (s.uid, s)).collect();
+        let summaries: HashMap<u32, tern_store::MessageSummary> = store
+            .messages(mailbox.id)
+            .await?
+            .into_iter()
+            .map(|s| (s.uid, s))
+            .collect();
         for (uid, hash) in store.content_hashes(mailbox.id).await? {
             if let Some(s) = summaries.get(&uid) {
-                tern.entry(hash).or_default().push((s.flags.clone(), Some(s.internal_date)));
+                tern.entry(hash)
+                    .or_default()
+                    .push((s.flags.clone(), Some(s.internal_date)));
             }
         }
         verdict.tern_messages = summaries.len() as u64;
@@ -205,7 +220,10 @@ async fn compare(
     let mut rest = Vec::new();
     for (hash, flags, date) in digests {
         let candidates = tern.entry(hash).or_default();
-        if let Some(i) = candidates.iter().position(|(f, d)| *f == flags && dates_match(*d, date)) {
+        if let Some(i) = candidates
+            .iter()
+            .position(|(f, d)| *f == flags && dates_match(*d, date))
+        {
             candidates.swap_remove(i);
         } else {
             rest.push((hash, flags, date));

@@ -347,9 +347,10 @@ impl Worker {
         progress.finished = Some(now());
         progress.duration_ms = r.started.elapsed().as_millis() as u64;
         if let Some(rotated) = r.oauth.as_ref().and_then(|o| o.take_rotated()) {
-            let sealed = self.config.secrets.seal(
-                &serde_json::to_string(&Credential::Refresh { refresh_token: rotated }).unwrap_or_default(),
-            );
+            let sealed = self
+                .config
+                .secrets
+                .seal(&serde_json::to_string(&Credential::Refresh { refresh_token: rotated }).unwrap_or_default());
             self.store.set_migration_secret(id, Some(sealed)).await?;
         }
         match result {
@@ -378,7 +379,12 @@ impl Worker {
                 progress.last_error = Some(e.to_string());
             }
         }
-        tracing::info!(migration = id.0, phase = progress.phase.name(), copied = progress.pass_copied, "migration pass ended");
+        tracing::info!(
+            migration = id.0,
+            phase = progress.phase.name(),
+            copied = progress.pass_copied,
+            "migration pass ended"
+        );
         self.store
             .set_migration_progress(id, &serde_json::to_string(&progress).unwrap_or_default())
             .await?;
@@ -389,7 +395,11 @@ impl Worker {
 
 impl Worker {
     /// A source's admin password goes once every migration through it is done.
-    async fn wipe_admin_secret_when_all_done(&self, just_done: MigrationId, progress: &Progress) -> Result<(), MigrateError> {
+    async fn wipe_admin_secret_when_all_done(
+        &self,
+        just_done: MigrationId,
+        progress: &Progress,
+    ) -> Result<(), MigrateError> {
         let all = self.store.migrations().await?;
         let Some(source) = all.iter().find(|m| m.id == just_done).map(|m| m.source.clone()) else {
             return Ok(());

@@ -93,7 +93,10 @@ async fn flag_changes_at_the_source_reach_messages_the_user_left_alone() {
     // New mail arrives in Tern meanwhile.
     bench
         .store
-        .append(inbox.id, vec![NewMessage::new(&b"Subject: delivered to Tern\r\n\r\nhi\r\n"[..])])
+        .append(
+            inbox.id,
+            vec![NewMessage::new(&b"Subject: delivered to Tern\r\n\r\nhi\r\n"[..])],
+        )
         .await
         .unwrap();
 
@@ -105,7 +108,10 @@ async fn flag_changes_at_the_source_reach_messages_the_user_left_alone() {
     client.logout();
 
     let progress = bench.pass(Pass::Delta).await;
-    assert_eq!(progress.pass_copied, 0, "a deleted message is not brought back: {progress:?}");
+    assert_eq!(
+        progress.pass_copied, 0,
+        "a deleted message is not brought back: {progress:?}"
+    );
     // 500 changed at the source; message 1 was changed by the user (theirs wins) and
     // message 2 is gone in Tern.
     assert_eq!(progress.flag_updates, 498, "{progress:?}");
@@ -114,10 +120,16 @@ async fn flag_changes_at_the_source_reach_messages_the_user_left_alone() {
         async move { store.messages_by_uid(inbox.id, &[uid]).await.unwrap().pop() }
     };
     let first = by_uid(1).await.unwrap();
-    assert!(first.flags.system.contains(SystemFlags::FLAGGED) && !first.flags.is_seen(), "{first:?}");
+    assert!(
+        first.flags.system.contains(SystemFlags::FLAGGED) && !first.flags.is_seen(),
+        "{first:?}"
+    );
     assert!(by_uid(2).await.is_none());
     let third = by_uid(3).await.unwrap();
-    assert!(third.flags.is_seen() && third.flags.keywords == vec!["$Done".to_string()], "{third:?}");
+    assert!(
+        third.flags.is_seen() && third.flags.keywords == vec!["$Done".to_string()],
+        "{third:?}"
+    );
     assert_eq!(bench.store.mailbox(bench.account, "INBOX").await.unwrap().messages, 600);
 }
 
@@ -180,21 +192,39 @@ async fn a_user_working_in_tern_during_a_pass_keeps_everything_they_did() {
     let worker = tokio::spawn(bench.worker().run_until_idle());
     // Meanwhile: mail keeps arriving in Tern, and the user files and flags.
     let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
-    let personal = bench.store.create_mailbox(bench.account, "Personal", None).await.unwrap();
+    let personal = bench
+        .store
+        .create_mailbox(bench.account, "Personal", None)
+        .await
+        .unwrap();
     let mut delivered = 0;
     for i in 0..30 {
         bench
             .store
             .append(
                 inbox.id,
-                vec![NewMessage::new(format!("Subject: new mail {i}\r\nMessage-ID: <n{i}@tern>\r\n\r\nbody {i}\r\n"))],
+                vec![NewMessage::new(format!(
+                    "Subject: new mail {i}\r\nMessage-ID: <n{i}@tern>\r\n\r\nbody {i}\r\n"
+                ))],
             )
             .await
             .unwrap();
         delivered += 1;
-        let uids: Vec<u32> = bench.store.messages(inbox.id).await.unwrap().iter().map(|m| m.uid).take(3).collect();
+        let uids: Vec<u32> = bench
+            .store
+            .messages(inbox.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .take(3)
+            .collect();
         if i % 10 == 5 && !uids.is_empty() {
-            bench.store.move_messages(inbox.id, &uids[..1], personal.id).await.unwrap();
+            bench
+                .store
+                .move_messages(inbox.id, &uids[..1], personal.id)
+                .await
+                .unwrap();
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -218,7 +248,12 @@ async fn a_user_working_in_tern_during_a_pass_keeps_everything_they_did() {
     tern_bodies.sort();
     assert_eq!(source_bodies.len(), tern_bodies.len(), "no loss, no duplicate");
     assert!(source_bodies == tern_bodies);
-    let kept = tern.folders.values().flatten().filter(|m| m.raw.starts_with(b"Subject: new mail")).count();
+    let kept = tern
+        .folders
+        .values()
+        .flatten()
+        .filter(|m| m.raw.starts_with(b"Subject: new mail"))
+        .count();
     assert_eq!(kept, delivered);
     // A delta afterwards brings nothing back that the user moved away.
     assert_eq!(bench.pass(Pass::Delta).await.pass_copied, 0);
@@ -270,11 +305,12 @@ async fn date_limits_and_the_size_limit_skip_with_a_reason() {
     bench.fill(std::slice::from_ref(&folder));
     // Newer than the 5th message only, and nothing over 64 KB.
     let since = 1_500_000_000 + 4 * 3600;
-    bench.request(|r| {
-        r.pass = Pass::Prestage;
-        r.since = Some(since);
-    })
-    .await;
+    bench
+        .request(|r| {
+            r.pass = Pass::Prestage;
+            r.since = Some(since);
+        })
+        .await;
     bench.worker_with_limit(64 * 1024).run_until_idle().await.unwrap();
     let progress = bench.progress().await;
     assert_eq!((progress.pass_copied, progress.skipped), (5, 5), "{progress:?}");
@@ -282,7 +318,10 @@ async fn date_limits_and_the_size_limit_skip_with_a_reason() {
     let report = tern_migrate::report::Report::load(&*bench.store, &m).await.unwrap();
     let text = report.text();
     assert!(text.contains("skipped 4: older than --since"), "{text}");
-    assert!(text.contains("skipped 1: larger than limits.max_message_size (65536 bytes)"), "{text}");
+    assert!(
+        text.contains("skipped 1: larger than limits.max_message_size (65536 bytes)"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -346,7 +385,11 @@ async fn a_message_under_several_labels_takes_its_bytes_once() {
     assert_eq!(bench.pass(Pass::Full).await.pass_copied, 2);
     let blob_files = walk_files(&bench.dir.path().join("store/blobs"))
         .into_iter()
-        .filter(|p| std::fs::metadata(p).map(|m| m.len() as usize == big.len()).unwrap_or(false))
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() as usize == big.len())
+                .unwrap_or(false)
+        })
         .count();
     assert_eq!(blob_files, 1, "one copy of the 1.2 MB body on disk");
 }

@@ -14,7 +14,6 @@ use tern_migrate::source::{AuthMethod, Credential};
 use tern_migrate::state::{Pass, Phase};
 use tern_store::Store;
 
-
 const PROVIDER: &str = r#"
 import http.server, json, sys, urllib.parse, itertools
 state = {"refresh": "rt-0", "access": set()}
@@ -66,7 +65,9 @@ fn provider() -> Provider {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     Provider(child, line.trim().parse().expect("the provider's port"))
 }
 
@@ -126,9 +127,16 @@ async fn refresh_tokens_are_renewed_rotated_and_stored() {
     assert_eq!(progress.phase, Phase::Passed, "{progress:?}");
 
     // A revoked refresh token fails the pass with what to do, and no token in the text.
-    bench.store.set_migration_secret(m.id, Some(refresh("revoked"))).await.unwrap();
+    bench
+        .store
+        .set_migration_secret(m.id, Some(refresh("revoked")))
+        .await
+        .unwrap();
     let progress = bench.pass(Pass::Delta).await;
     assert_eq!(progress.phase, Phase::Failed);
     let error = progress.last_error.unwrap();
-    assert!(error.contains("--refresh-token-stdin") && !error.contains("revoked"), "{error}");
+    assert!(
+        error.contains("--refresh-token-stdin") && !error.contains("revoked"),
+        "{error}"
+    );
 }

@@ -84,7 +84,10 @@ async fn a_wrong_password_fails_the_pass_with_a_clear_error_and_copies_nothing()
     let progress = bench.pass(Pass::Full).await;
     assert_eq!(progress.phase, Phase::Failed);
     let error = progress.last_error.unwrap();
-    assert!(error.contains("refused the login") && !error.contains("not-the-password"), "{error}");
+    assert!(
+        error.contains("refused the login") && !error.contains("not-the-password"),
+        "{error}"
+    );
 }
 
 /// The UIDLs Dovecot's POP3 gives, read over a raw socket.
@@ -135,7 +138,11 @@ async fn pop3_source_fills_inbox_and_keeps_every_uidl() {
     bench.add_migration(REMOTE_USER, Some(REMOTE_PASSWORD)).await;
     let progress = bench.pass(Pass::Full).await;
     let count = inbox_only[0].messages.len() as u64;
-    assert_eq!((progress.phase, progress.pass_copied), (Phase::Passed, count), "{progress:?}");
+    assert_eq!(
+        (progress.phase, progress.pass_copied),
+        (Phase::Passed, count),
+        "{progress:?}"
+    );
 
     // Same bytes as the source serves (flags aside: POP3 has none).
     let source = bench.source_snapshot();
@@ -147,7 +154,14 @@ async fn pop3_source_fills_inbox_and_keeps_every_uidl() {
     assert!(a == b, "the maildrop's bytes");
     // Every message keeps its UIDL, so POP3 clients see nothing new after the switch.
     let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
-    let mut kept: Vec<String> = bench.store.pop3_uidls(inbox.id).await.unwrap().into_iter().map(|(_, u)| u).collect();
+    let mut kept: Vec<String> = bench
+        .store
+        .pop3_uidls(inbox.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect();
     let mut expected = pop3_uidls(bench.dovecot.pop3_port().unwrap());
     kept.sort();
     expected.sort();
@@ -182,7 +196,11 @@ async fn a_rate_capped_pass_pauses_resumes_and_ends_exact() {
     let m = bench.store.migration(ADDRESS).await.unwrap();
     let mut r = tern_migrate::worker::parse_request(&m);
     r.paused = true;
-    bench.store.set_migration_request(m.id, &serde_json::to_string(&r).unwrap()).await.unwrap();
+    bench
+        .store
+        .set_migration_request(m.id, &serde_json::to_string(&r).unwrap())
+        .await
+        .unwrap();
     worker.await.unwrap().unwrap();
     let paused = bench.progress().await;
     assert_eq!(paused.phase, Phase::Paused, "{paused:?}");
@@ -190,7 +208,11 @@ async fn a_rate_capped_pass_pauses_resumes_and_ends_exact() {
 
     bench.store.set_setting(schedule::SETTING, None).await.unwrap();
     r.paused = false;
-    bench.store.set_migration_request(m.id, &serde_json::to_string(&r).unwrap()).await.unwrap();
+    bench
+        .store
+        .set_migration_request(m.id, &serde_json::to_string(&r).unwrap())
+        .await
+        .unwrap();
     bench.worker().run_until_idle().await.unwrap();
     let done = bench.progress().await;
     assert_eq!(done.phase, Phase::Passed, "{done:?}");
@@ -219,7 +241,11 @@ async fn prestage_waits_for_the_schedule_window_but_delta_does_not() {
         .await
         .unwrap();
     let waiting = bench.pass(Pass::Prestage).await;
-    assert_eq!((waiting.phase, waiting.pass_copied), (Phase::WaitingWindow, 0), "{waiting:?}");
+    assert_eq!(
+        (waiting.phase, waiting.pass_copied),
+        (Phase::WaitingWindow, 0),
+        "{waiting:?}"
+    );
     let delta = bench.pass(Pass::Delta).await;
     assert_eq!(delta.phase, Phase::Passed, "{delta:?}");
     assert!(delta.pass_copied > 0);

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::accounts;
 use super::now;
 use crate::{
-    AccountId, MailboxId, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
-    MigrationOrigin, MigrationSource, ModSeq, NewMigration, StoreError, Uid,
+    AccountId, MailboxId, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId, MigrationOrigin,
+    MigrationSource, ModSeq, NewMigration, StoreError, Uid,
 };
 
 pub fn put_source(conn: &Connection, source: &MigrationSource) -> Result<(), StoreError> {
@@ -32,7 +32,9 @@ pub fn sources(conn: &Connection) -> Result<Vec<MigrationSource>, StoreError> {
 }
 
 pub fn delete_source(conn: &Connection, name: &str) -> Result<(), StoreError> {
-    let users: i64 = conn.query_row("SELECT count(*) FROM migrations WHERE source = ?1", [name], |r| r.get(0))?;
+    let users: i64 = conn.query_row("SELECT count(*) FROM migrations WHERE source = ?1", [name], |r| {
+        r.get(0)
+    })?;
     if users > 0 {
         return Err(StoreError::MigrationSourceInUse(name.to_string(), users as u64));
     }
@@ -66,7 +68,9 @@ fn migration_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Migration> {
 
 pub fn put_migration(conn: &Connection, new: &NewMigration) -> Result<Migration, StoreError> {
     let known: bool = conn
-        .query_row("SELECT 1 FROM migration_sources WHERE name = ?1", [&new.source], |_| Ok(()))
+        .query_row("SELECT 1 FROM migration_sources WHERE name = ?1", [&new.source], |_| {
+            Ok(())
+        })
         .optional()?
         .is_some();
     if !known {
@@ -78,7 +82,14 @@ pub fn put_migration(conn: &Connection, new: &NewMigration) -> Result<Migration,
          VALUES (?1, ?2, ?3, ?4, ?5, '{}', ?6)
          ON CONFLICT (account_id) DO UPDATE SET source = excluded.source, remote_user = excluded.remote_user,
              secret = excluded.secret, request = excluded.request, updated = excluded.updated",
-        params![new.account.0, new.source, new.remote_user, new.secret, new.request, now() as i64],
+        params![
+            new.account.0,
+            new.source,
+            new.remote_user,
+            new.secret,
+            new.request,
+            now() as i64
+        ],
     )?;
     Ok(conn.query_row(
         &format!("{MIGRATION_SELECT} WHERE m.account_id = ?1"),
@@ -95,9 +106,13 @@ pub fn migrations(conn: &Connection) -> Result<Vec<Migration>, StoreError> {
 
 pub fn migration(conn: &Connection, address: &str) -> Result<Migration, StoreError> {
     let account = accounts::account_id(conn, address)?;
-    conn.query_row(&format!("{MIGRATION_SELECT} WHERE m.account_id = ?1"), [account.0], migration_row)
-        .optional()?
-        .ok_or_else(|| StoreError::NoSuchMigration(address.to_string()))
+    conn.query_row(
+        &format!("{MIGRATION_SELECT} WHERE m.account_id = ?1"),
+        [account.0],
+        migration_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NoSuchMigration(address.to_string()))
 }
 
 /// Sets one of the columns each side owns (`request`, `progress`, `secret`).
@@ -155,7 +170,9 @@ pub fn delete_migration(conn: &Connection, id: MigrationId) -> Result<(), StoreE
 /// Forgets every migration of an account that is being deleted.
 pub fn delete_for_account(conn: &Connection, account: AccountId) -> Result<(), StoreError> {
     let id: Option<i64> = conn
-        .query_row("SELECT id FROM migrations WHERE account_id = ?1", [account.0], |r| r.get(0))
+        .query_row("SELECT id FROM migrations WHERE account_id = ?1", [account.0], |r| {
+            r.get(0)
+        })
         .optional()?;
     match id {
         Some(id) => delete_migration(conn, MigrationId(id)),

@@ -36,7 +36,8 @@ use crate::metadata::MessageMetadata;
 use crate::{
     Account, AccountId, Alias, Appended, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox,
     MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
-    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, Store, StoreError, TextField, Uid,
+    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, Store, StoreError, TextField,
+    Uid,
 };
 use messages::Prepared;
 use writer::{Effects, Writer};
@@ -579,7 +580,13 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn claim_migration(&self, id: MigrationId, owner: &str, until: i64, dead_owner: Option<&str>) -> Result<bool> {
+    async fn claim_migration(
+        &self,
+        id: MigrationId,
+        owner: &str,
+        until: i64,
+        dead_owner: Option<&str>,
+    ) -> Result<bool> {
         let (owner, dead) = (owner.to_string(), dead_owner.map(str::to_string));
         self.write_events(move |c| Ok((migration::claim(c, id, &owner, until, dead.as_deref())?, Vec::new())))
             .await

@@ -27,7 +27,10 @@ fn new_migration(account: tern_store::AccountId, remote_user: &str, request: &st
 pub async fn sources_and_migrations_lifecycle(f: Fixture) {
     let alice = with_alice(&f).await;
     let missing = f.store.put_migration(new_migration(alice, "alice", "{}")).await;
-    assert!(matches!(missing, Err(StoreError::NoSuchMigrationSource(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NoSuchMigrationSource(_))),
+        "{missing:?}"
+    );
     f.store.put_migration_source(source("old")).await.unwrap();
     let m = f
         .store
@@ -37,7 +40,11 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
     assert_eq!(m.address, "alice@example.test");
     f.store.set_migration_progress(m.id, r#"{"copied":5}"#).await.unwrap();
     // Re-adding (a new password) keeps the progress.
-    let again = f.store.put_migration(new_migration(alice, "alice2", "{}")).await.unwrap();
+    let again = f
+        .store
+        .put_migration(new_migration(alice, "alice2", "{}"))
+        .await
+        .unwrap();
     assert_eq!(again.id, m.id);
     assert_eq!(again.progress, r#"{"copied":5}"#);
     assert_eq!(again.remote_user, "alice2");
@@ -48,7 +55,10 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
     let later = 4_000_000_000;
     assert!(f.store.claim_migration(m.id, "node-a", later, None).await.unwrap());
     assert!(!f.store.claim_migration(m.id, "node-b", later, None).await.unwrap());
-    assert!(f.store.claim_migration(m.id, "node-a", later, None).await.unwrap(), "renewal");
+    assert!(
+        f.store.claim_migration(m.id, "node-a", later, None).await.unwrap(),
+        "renewal"
+    );
     let held = f.store.migration("alice@example.test").await.unwrap();
     assert_eq!(held.lease, Some(("node-a".to_string(), later)));
     f.store.release_migration(m.id, "node-a").await.unwrap();
@@ -57,7 +67,13 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
         f.store.claim_migration(m.id, "node-a", later, None).await.unwrap(),
         "an expired lease is taken over"
     );
-    assert!(f.store.claim_migration(m.id, "node-c", later, Some("node-a")).await.unwrap(), "a dead holder's");
+    assert!(
+        f.store
+            .claim_migration(m.id, "node-c", later, Some("node-a"))
+            .await
+            .unwrap(),
+        "a dead holder's"
+    );
     f.store.set_migration_secret(m.id, None).await.unwrap();
     let wiped = f.store.migration("alice@example.test").await.unwrap();
     assert_eq!(wiped.secret, None);
@@ -70,7 +86,11 @@ pub async fn sources_and_migrations_lifecycle(f: Fixture) {
 pub async fn migrated_messages_are_mapped_atomically(f: Fixture) {
     let alice = with_alice(&f).await;
     f.store.put_migration_source(source("old")).await.unwrap();
-    let m = f.store.put_migration(new_migration(alice, "alice", "{}")).await.unwrap();
+    let m = f
+        .store
+        .put_migration(new_migration(alice, "alice", "{}"))
+        .await
+        .unwrap();
     let inbox = f.store.mailbox(alice, "INBOX").await.unwrap();
     let folder = f
         .store
@@ -109,7 +129,10 @@ pub async fn migrated_messages_are_mapped_atomically(f: Fixture) {
         )
         .await
         .unwrap();
-    f.store.forget_migrated(folder.id, Some(vec!["41".into()])).await.unwrap();
+    f.store
+        .forget_migrated(folder.id, Some(vec!["41".into()]))
+        .await
+        .unwrap();
     let keys: Vec<_> = f
         .store
         .migrated_messages(folder.id)
@@ -134,7 +157,10 @@ pub async fn settings_round_trip(f: Fixture) {
     let store: &dyn Store = &*f.store;
     assert_eq!(store.setting("migration.schedule").await.unwrap(), None);
     store.set_setting("migration.schedule", Some("{}")).await.unwrap();
-    assert_eq!(store.setting("migration.schedule").await.unwrap().as_deref(), Some("{}"));
+    assert_eq!(
+        store.setting("migration.schedule").await.unwrap().as_deref(),
+        Some("{}")
+    );
     store.set_setting("migration.schedule", None).await.unwrap();
     assert_eq!(store.setting("migration.schedule").await.unwrap(), None);
 }
