@@ -250,14 +250,16 @@ fn tern_serve_runs_the_passes_and_a_tern_can_migrate_from_another_tern() {
     let dir_a = tempfile::tempdir().unwrap();
     let a = dir_a.path().join("tern-data");
     let offset = free_offset();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .arg("--data")
-        .arg(&a)
-        .args(["quickstart", "--port-offset", &offset.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("--data")
+            .arg(&a)
+            .args(["quickstart", "--port-offset", &offset.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let imap_port = 1143 + offset;
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", imap_port)).is_err() {
@@ -316,6 +318,16 @@ fn tern_serve_runs_the_passes_and_a_tern_can_migrate_from_another_tern() {
     assert_eq!(status(b)["progress"]["copied"], from_dovecot);
 
     // SIGTERM: the server stops its worker and exits cleanly.
-    Command::new("kill").arg(server.id().to_string()).status().unwrap();
-    assert!(server.wait().unwrap().success());
+    Command::new("kill").arg(server.0.id().to_string()).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
+}
+
+/// A server that must not outlive a failed test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
