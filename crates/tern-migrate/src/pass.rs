@@ -32,9 +32,11 @@ use crate::{MigrateError, now};
 
 /// A UID FETCH asks for at most this many bodies...
 const BATCH_MESSAGES: usize = 256;
-/// ...or this many bytes (one message larger than this goes alone). With two batches in
-/// flight per connection this bounds a pass's memory.
-const BATCH_BYTES: u64 = 8 << 20;
+/// ...or this many bytes (one message larger than this goes alone). A connection holds
+/// up to three batches (one downloading, one queued, one being stored), so this bounds
+/// a pass's memory: on the migration benchmark 8 MiB batches peaked at 164 MB, 2 MiB at
+/// 95 MB and 1 MiB at 57-75 MB, at 86, 73-83 and 66-69 MB/s (docs/BENCHMARKS.md).
+const BATCH_BYTES: u64 = 1 << 20;
 /// Messages larger than a batch (up to limits.max_message_size) are held in memory
 /// whole while fetched and stored; only one at a time in the process, so memory stays
 /// bounded by a few batches plus one such message whatever the parallelism.
@@ -716,45 +718,30 @@ impl Copier {
                 .collect();
             self.store.record_migrated(self.folder, entries).await?;
         }
+        // The store refuses an empty message; say so for that one message rather
+        // than failing its batch (an empty "message" is a broken source, not mail).
+        fresh.retain(|m| {
+            if m.raw.is_empty() {
+                self.fail(reporter, &m.key, "the source returned an empty message");
+            }
+            !m.raw.is_empty()
+        });
         if fresh.is_empty() {
             return Ok(());
         }
         let count = fresh.len() as u64;
         let bytes: u64 = fresh.iter().map(|m| m.raw.len() as u64).sum();
-        let keys: Vec<String> = fresh.iter().map(|m| m.key.clone()).collect();
+        // No copy of the batch is kept: what the store refuses for a whole batch (disk,
+        // quota, a vanished mailbox) is not about one message, and the folder is tried
+        // again.
         let messages: Vec<NewMessage> = fresh.into_iter().map(|m| self.new_message(m)).collect();
-        match self.store.append(self.mailbox, messages.clone()).await {
-            Ok(_) => {
-                reporter.update(|p| {
-                    p.copied += count;
-                    p.pass_copied += count;
-                    p.copied_bytes += bytes;
-                });
-                Ok(())
-            }
-            Err(e @ (StoreError::QuotaExceeded { .. } | StoreError::Closed | StoreError::NoSuchMailbox(_))) => {
-                Err(e.into())
-            }
-            Err(_) if messages.len() > 1 => {
-                for (key, m) in keys.into_iter().zip(messages) {
-                    let size = m.raw.len() as u64;
-                    match self.store.append(self.mailbox, vec![m]).await {
-                        Ok(_) => reporter.update(|p| {
-                            p.copied += 1;
-                            p.pass_copied += 1;
-                            p.copied_bytes += size;
-                        }),
-                        Err(e @ (StoreError::QuotaExceeded { .. } | StoreError::Closed)) => return Err(e.into()),
-                        Err(e) => self.fail(reporter, &key, &e.to_string()),
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.fail(reporter, &keys[0], &e.to_string());
-                Ok(())
-            }
-        }
+        self.store.append(self.mailbox, messages).await?;
+        reporter.update(|p| {
+            p.copied += count;
+            p.pass_copied += count;
+            p.copied_bytes += bytes;
+        });
+        Ok(())
     }
 
     fn fail(&self, reporter: &Reporter, key: &str, error: &str) {
@@ -894,25 +881,33 @@ pub(crate) async fn apply_flags(
             .1
             .push((entry.uid, entry.source_key.clone()));
     }
-    let mut changed = 0;
-    for ((modseq, _), (flags, members)) in groups {
+    // All groups at once: the store's group commit makes them one durable write.
+    let updates = groups.into_iter().map(|((modseq, _), (flags, members))| async move {
         let uids: Vec<Uid> = members.iter().map(|(u, _)| *u).collect();
         let keys: HashMap<Uid, String> = members.into_iter().collect();
         let update = store
             .store_flags(mailbox, &uids, FlagOp::Replace, &flags, Some(modseq))
             .await?;
-        let entries: Vec<MigratedMessage> = update
-            .updated
-            .iter()
-            .filter_map(|(uid, _, modseq)| {
-                keys.get(uid).map(|k| MigratedMessage {
-                    source_key: k.clone(),
-                    uid: *uid,
-                    modseq: *modseq,
+        Ok::<_, StoreError>(
+            update
+                .updated
+                .iter()
+                .filter_map(|(uid, _, modseq)| {
+                    keys.get(uid).map(|k| MigratedMessage {
+                        source_key: k.clone(),
+                        uid: *uid,
+                        modseq: *modseq,
+                    })
                 })
-            })
-            .collect();
-        changed += entries.len() as u64;
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut entries = Vec::new();
+    for result in futures_util::future::join_all(updates).await {
+        entries.extend(result?);
+    }
+    let changed = entries.len() as u64;
+    if !entries.is_empty() {
         store.record_migrated(folder, entries).await?;
     }
     Ok(changed)

@@ -84,11 +84,11 @@ pub fn effective_phase(request: &Request, progress: &Progress) -> Phase {
 }
 
 struct Running {
-    started: std::time::Instant,
     /// Renews XOAUTH2 tokens; a refresh token it rotated to is stored at the end.
     oauth: Option<Arc<crate::oauth::OAuthSession>>,
     control: watch::Sender<Control>,
-    task: JoinHandle<(Result<Outcome, MigrateError>, Progress)>,
+    /// The pass's outcome, its last progress and how long it ran.
+    task: JoinHandle<(Result<Outcome, MigrateError>, Progress, Duration)>,
     pass: Pass,
     seq: u64,
 }
@@ -99,6 +99,8 @@ pub struct Worker {
     owner: String,
     global_limit: Arc<RateLimiter>,
     running: HashMap<MigrationId, Running>,
+    /// Woken when a pass ends, so the next one starts (and `run` returns) at once.
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -109,6 +111,7 @@ impl Worker {
             owner: owner_name(),
             global_limit: Arc::new(RateLimiter::new(None)),
             running: HashMap::new(),
+            ended: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -121,6 +124,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
+                _ = self.ended.notified() => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
@@ -138,7 +142,10 @@ impl Worker {
             if self.running.is_empty() && !self.anything_queued().await? {
                 return Ok(());
             }
-            tokio::time::sleep(TICK / 4).await;
+            tokio::select! {
+                _ = tokio::time::sleep(TICK / 4) => {}
+                _ = self.ended.notified() => {}
+            }
         }
     }
 
@@ -161,7 +168,7 @@ impl Worker {
     async fn stop_all(&mut self) {
         for (id, r) in self.running.drain() {
             let _ = r.control.send(Control::Pause);
-            if let Ok((_, mut progress)) = r.task.await {
+            if let Ok((_, mut progress, _)) = r.task.await {
                 // Not handled: the next start of a worker resumes it.
                 progress.phase = Phase::Queued;
                 let _ = self
@@ -291,18 +298,21 @@ impl Worker {
         let prepared = self.prepare(&m, request.clone(), control_rx, schedule).await;
         let oauth = prepared.as_ref().ok().and_then(|p| p.login.oauth.clone());
         let seq = request.seq;
+        let ended = self.ended.clone();
         let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = match prepared {
                 Ok(input) => pass::run(input, reporter.clone()).await,
                 Err(e) => Err(e),
             };
-            (result, reporter.snapshot())
+            let took = started.elapsed();
+            ended.notify_one();
+            (result, reporter.snapshot(), took)
         });
         tracing::info!(mailbox = %m.address, pass = pass.name(), "migration pass started");
         self.running.insert(
             m.id,
             Running {
-                started: std::time::Instant::now(),
                 oauth,
                 control: control_tx,
                 task,
@@ -337,15 +347,16 @@ impl Worker {
     }
 
     async fn finish(&mut self, id: MigrationId, r: Running) -> Result<(), MigrateError> {
-        let (result, mut progress) = match r.task.await {
+        let (result, mut progress, took) = match r.task.await {
             Ok(done) => done,
             Err(e) => (
                 Err(MigrateError::Config(format!("the pass stopped unexpectedly: {e}"))),
                 Progress::default(),
+                Duration::ZERO,
             ),
         };
         progress.finished = Some(now());
-        progress.duration_ms = r.started.elapsed().as_millis() as u64;
+        progress.duration_ms = took.as_millis() as u64;
         if let Some(rotated) = r.oauth.as_ref().and_then(|o| o.take_rotated()) {
             let sealed = self
                 .config

@@ -20,7 +20,7 @@ use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{oneshot, watch};
 
 use crate::StoreError;
@@ -50,6 +50,22 @@ INSERT OR IGNORE INTO mark (id, upto) VALUES (0, 0);";
 /// A blob's text for the index.
 pub type IndexRow = (i64, String, String);
 
+/// Text waiting for the index thread, at most. Appends come faster than FTS5 indexes
+/// during a bulk migration or import; beyond this the committing writer waits, so the
+/// queue cannot grow with the size of what is being brought in.
+const MAX_QUEUED_TEXT: usize = 24 << 20;
+
+/// Bytes of text queued, with a condition the index thread signals as it drains.
+#[derive(Default)]
+struct Backlog {
+    bytes: Mutex<usize>,
+    drained: std::sync::Condvar,
+}
+
+fn text_len(rows: &[IndexRow]) -> usize {
+    rows.iter().map(|(_, h, b)| h.len() + b.len()).sum()
+}
+
 enum Msg {
     Add(Vec<IndexRow>),
     Remove(Vec<i64>),
@@ -58,6 +74,7 @@ enum Msg {
 
 pub struct Indexer {
     tx: Mutex<mpsc::Sender<Msg>>,
+    backlog: std::sync::Arc<Backlog>,
     /// The highest blob id committed (and acknowledged) by this process.
     committed: AtomicI64,
     /// The highest blob id the indexer has written.
@@ -81,12 +98,15 @@ impl Indexer {
         let newest = catch_up(&conn, main, blobs)?;
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress) = watch::channel(newest);
+        let backlog = std::sync::Arc::new(Backlog::default());
+        let drained = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("tern-store-index".into())
-            .spawn(move || run(conn, rx, progress_tx))
+            .spawn(move || run(conn, rx, progress_tx, &drained))
             .map_err(|e| StoreError::io("cannot start the store's index thread", e))?;
         Ok(Indexer {
             tx: Mutex::new(tx),
+            backlog,
             committed: AtomicI64::new(newest),
             progress,
             thread: Mutex::new(Some(thread)),
@@ -100,8 +120,20 @@ impl Indexer {
     }
 
     /// Called with a durable batch's new blobs, before its callers are acknowledged.
+    /// Waits (on the writer's sync thread, never the async executor) while the index
+    /// thread is more than MAX_QUEUED_TEXT behind.
     pub fn add(&self, rows: Vec<IndexRow>) {
         if let Some(max) = rows.iter().map(|r| r.0).max() {
+            let size = text_len(&rows);
+            if let Ok(mut queued) = self.backlog.bytes.lock() {
+                while *queued > 0 && *queued + size > MAX_QUEUED_TEXT {
+                    match self.backlog.drained.wait_timeout(queued, Duration::from_secs(1)) {
+                        Ok((q, _)) => queued = q,
+                        Err(_) => return,
+                    }
+                }
+                *queued += size;
+            }
             self.committed.fetch_max(max, Ordering::SeqCst);
             self.send(Msg::Add(rows));
         }
@@ -132,7 +164,7 @@ impl Indexer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) {
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>, backlog: &Backlog) {
     loop {
         let Ok(first) = rx.recv() else { return };
         let mut batch = vec![first];
@@ -141,6 +173,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
         }
         let mut closing = None;
         let mut newest = *progress.borrow();
+        let mut drained = 0;
         let result = (|| -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let mut insert =
@@ -149,6 +182,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
             for msg in batch {
                 match msg {
                     Msg::Add(rows) => {
+                        drained += text_len(&rows);
                         for (id, headers, body) in rows {
                             insert.execute(params![id, headers, body])?;
                             newest = newest.max(id);
@@ -171,6 +205,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, progress: watch::Sender<i64>) 
             tracing::error!(error = %e, "full-text indexing failed; the messages are re-indexed at the next start");
         }
         progress.send_replace(newest);
+        if let Ok(mut queued) = backlog.bytes.lock() {
+            *queued = queued.saturating_sub(drained);
+            backlog.drained.notify_all();
+        }
         if let Some(c) = closing {
             let _ = c.send(());
             return;
@@ -184,23 +222,22 @@ fn catch_up(index: &Connection, main: &Connection, blobs: &BlobStore) -> Result<
     let upto: i64 = index.query_row("SELECT upto FROM mark", [], |r| r.get(0))?;
     let from = upto.min(newest) - CATCH_UP_WINDOW;
     let mut present = index.prepare("SELECT 1 FROM fts WHERE rowid = ?1")?;
-    let mut st = main.prepare(
-        "SELECT b.id, b.account_id, b.hash, d.data FROM blobs b LEFT JOIN blob_bodies d ON d.blob_id = b.id WHERE b.id > ?1",
-    )?;
-    let mut missing = Vec::new();
+    // Ids first: reading every recent body just to find that the index has it made
+    // every store open (every CLI command) read the last CATCH_UP_WINDOW bodies.
+    let mut st = main.prepare("SELECT id, account_id, hash FROM blobs WHERE id > ?1")?;
+    let mut lacking = Vec::new();
     for row in st.query_map([from], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-            r.get::<_, Option<Vec<u8>>>(3)?,
-        ))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
     })? {
-        let (id, account, hash, data) = row?;
-        if present.exists([id])? {
-            continue;
+        let (id, account, hash) = row?;
+        if !present.exists([id])? {
+            lacking.push((id, account, hash));
         }
-        let raw = match data {
+    }
+    let mut body = main.prepare("SELECT data FROM blob_bodies WHERE blob_id = ?1")?;
+    let mut missing = Vec::new();
+    for (id, account, hash) in lacking {
+        let raw = match body.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
             Some(d) => d,
             None => {
                 let Ok(hash) = hash.try_into() else { continue };
