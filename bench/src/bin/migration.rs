@@ -1379,7 +1379,7 @@ fn main() {
     }
     println!();
     println!(
-        "Tern's pass time is its own record (`progress.duration_ms`), taken when the worker of `tern migrate run`, which looks every 250 ms, sees the pass finished. \"Connected\" runs from the first to the last 10 ms sample that saw an established connection to the source."
+        "Tern's pass time is its own record (`progress.duration_ms`), measured by the pass's task from its start to its end. \"Connected\" runs from the first to the last 10 ms sample that saw an established connection to the source."
     );
     println!();
     println!("### Side by side (medians): wall time / connected to the source");
