@@ -388,30 +388,9 @@ impl TernSide {
         rt.block_on(async {
             let store = EmbeddedStore::open(&self.process.dir().join("store")).expect("open Tern's store");
             let account = store.account(ADDRESS).await.expect("Tern's account").id;
-            let mut snapshot = Snapshot::default();
-            for mailbox in store.mailboxes(account).await.expect("mailboxes") {
-                let summaries = store.messages(mailbox.id).await.expect("messages");
-                if summaries.is_empty() {
-                    continue;
-                }
-                let mut messages = Vec::with_capacity(summaries.len());
-                for s in summaries {
-                    let raw = store.read_message(mailbox.id, s.uid).await.expect("read a message");
-                    let mut flags: Vec<String> = s.flags.system.names().map(str::to_string).collect();
-                    flags.sort();
-                    let mut keywords = s.flags.keywords.clone();
-                    keywords.sort();
-                    messages.push(SnapshotMessage {
-                        uid: s.uid,
-                        flags,
-                        keywords,
-                        internal_date: imap_date_time(s.internal_date, 0),
-                        raw,
-                    });
-                }
-                snapshot.folders.insert(mailbox.name.clone(), messages);
-            }
-            snapshot
+            tern_testkit::imap::store_snapshot(&store, account)
+                .await
+                .expect("read Tern's store")
         })
     }
 

@@ -842,6 +842,37 @@ impl Snapshot {
     }
 }
 
+/// What a Tern account holds, read straight from its store (no IMAP, and not through
+/// any migration's records), in the snapshot shape; folders without messages are left
+/// out. INTERNALDATEs are given in UTC: the store keeps the instant only.
+pub async fn store_snapshot(store: &dyn tern_store::Store, account: tern_store::AccountId) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::default();
+    let err = |e: tern_store::StoreError| e.to_string();
+    for mailbox in store.mailboxes(account).await.map_err(err)? {
+        let summaries = store.messages(mailbox.id).await.map_err(err)?;
+        if summaries.is_empty() {
+            continue;
+        }
+        let mut messages = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            let raw = store.read_message(mailbox.id, s.uid).await.map_err(err)?;
+            let mut flags: Vec<String> = s.flags.system.names().map(str::to_string).collect();
+            flags.sort();
+            let mut keywords = s.flags.keywords.clone();
+            keywords.sort();
+            messages.push(SnapshotMessage {
+                uid: s.uid,
+                flags,
+                keywords,
+                internal_date: imap_date_time(s.internal_date, 0),
+                raw,
+            });
+        }
+        snapshot.folders.insert(mailbox.name.clone(), messages);
+    }
+    Ok(snapshot)
+}
+
 /// Where `actual` differs from `expected`, one readable line per difference; empty
 /// when they agree.
 ///

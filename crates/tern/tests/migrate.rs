@@ -59,6 +59,25 @@ fn add_source(data: &Path, port: u16) {
     ));
 }
 
+/// alice's mailbox at the source "old", with her password there.
+fn add_alice(data: &Path) {
+    ok(&tern_stdin(
+        data,
+        &[
+            "migrate",
+            "add",
+            "--source",
+            "old",
+            "--user",
+            USER,
+            "--remote-user",
+            "alice",
+            "--password-stdin",
+        ],
+        "old-secret\n",
+    ));
+}
+
 fn status(data: &Path) -> serde_json::Value {
     let out = ok(&tern(data, &["migrate", "status", "--json"]));
     serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
@@ -146,21 +165,7 @@ fn from_source_to_finish_with_a_csv() {
     let err = one_line_error(&tern(data, &["migrate", "start", "--user", USER]));
     assert!(err.contains("finished"), "{err}");
     // Added again (new credentials), it can run a pass, which finds nothing new.
-    ok(&tern_stdin(
-        data,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            USER,
-            "--remote-user",
-            "alice",
-            "--password-stdin",
-        ],
-        "old-secret\n",
-    ));
+    add_alice(data);
     ok(&tern(data, &["migrate", "start", "--user", USER, "--pass", "delta"]));
     ok(&tern(data, &["migrate", "run"]));
     let s = status(data);
@@ -184,21 +189,7 @@ fn a_worker_killed_mid_pass_resumes_to_an_exact_copy() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     prepare(data, &dovecot);
-    ok(&tern_stdin(
-        data,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            USER,
-            "--remote-user",
-            "alice",
-            "--password-stdin",
-        ],
-        "old-secret\n",
-    ));
+    add_alice(data);
     // Slow enough to be caught in the middle.
     ok(&tern(data, &["migrate", "schedule", "--mailbox-max-rate", "200KB/s"]));
     ok(&tern(data, &["migrate", "start", "--pass", "full"]));
@@ -272,21 +263,7 @@ fn tern_serve_runs_the_passes_and_a_tern_can_migrate_from_another_tern() {
         "tern-password\n",
     ));
     add_source(&a, dovecot.imap_port());
-    ok(&tern_stdin(
-        &a,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            USER,
-            "--remote-user",
-            "alice",
-            "--password-stdin",
-        ],
-        "old-secret\n",
-    ));
+    add_alice(&a);
     let out = ok(&tern(&a, &["migrate", "start", "--pass", "full", "--wait"]));
     assert!(out.contains("passed"), "{out}");
     assert_identical(&verify_json(&a));

@@ -12,8 +12,8 @@ use tern_migrate::state::{Pass, Progress, Request};
 use tern_migrate::worker::{Worker, WorkerConfig, parse_progress, parse_request};
 use tern_store::{AccountId, EmbeddedStore, MigrationSource, NewAccount, NewMigration, Store};
 use tern_testkit::dovecot::{Dovecot, DovecotOptions};
-use tern_testkit::imap::{Snapshot, SnapshotMessage};
-use tern_testkit::migration_corpus::{CorpusFolder, imap_date_time};
+use tern_testkit::imap::Snapshot;
+use tern_testkit::migration_corpus::CorpusFolder;
 
 pub const ADDRESS: &str = "alice@example.test";
 pub const REMOTE_USER: &str = "alice";
@@ -178,30 +178,9 @@ impl Bench {
 }
 
 pub async fn tern_snapshot(store: &dyn Store, account: AccountId) -> Snapshot {
-    let mut snapshot = Snapshot::default();
-    for mailbox in store.mailboxes(account).await.unwrap() {
-        let summaries = store.messages(mailbox.id).await.unwrap();
-        if summaries.is_empty() {
-            continue;
-        }
-        let mut messages = Vec::new();
-        for s in summaries {
-            let raw = store.read_message(mailbox.id, s.uid).await.unwrap();
-            let mut flags: Vec<String> = s.flags.system.names().map(str::to_string).collect();
-            flags.sort();
-            let mut keywords = s.flags.keywords.clone();
-            keywords.sort();
-            messages.push(SnapshotMessage {
-                uid: s.uid,
-                flags,
-                keywords,
-                internal_date: imap_date_time(s.internal_date, 0),
-                raw,
-            });
-        }
-        snapshot.folders.insert(mailbox.name.clone(), messages);
-    }
-    snapshot
+    tern_testkit::imap::store_snapshot(store, account)
+        .await
+        .expect("read Tern's store")
 }
 
 /// Source folders with no messages are left out, as Tern's snapshot does.
