@@ -209,7 +209,9 @@ async fn run_imap(shared: Arc<Shared>) -> Result<Outcome, MigrateError> {
         attempt += 1;
         match ImapSource::connect(&input.settings, &input.login).await {
             Ok(c) => break c,
-            Err(e) if e.is_transient() && attempt < FOLDER_ATTEMPTS => {
+            // A source that cannot be reached at all fails the pass at once (the worker
+            // tries it again later); a dropped connection or throttling is waited out.
+            Err(e) if e.is_transient() && !matches!(e, MigrateError::Connect { .. }) && attempt < FOLDER_ATTEMPTS => {
                 if let Err(outcome) = shared.check_control() {
                     return Ok(outcome);
                 }

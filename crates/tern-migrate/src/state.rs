@@ -155,6 +155,11 @@ pub struct Progress {
     pub recent_errors: Vec<MessageError>,
     /// Why the last pass could not run.
     pub last_error: Option<String>,
+    /// When a pass that failed for a passing reason (source unreachable, throttling)
+    /// is tried again by itself (unix seconds).
+    pub retry_at: Option<i64>,
+    /// The request the retry is for: a newer request from the admin starts at once.
+    pub retry_seq: u64,
     /// Downloads today (UTC day number, bytes), for a daily cap.
     pub day: i64,
     pub day_bytes: u64,
@@ -173,6 +178,11 @@ impl Progress {
             let extra = self.recent_errors.len() - MAX_ERRORS_KEPT;
             self.recent_errors.drain(..extra);
         }
+    }
+
+    /// Waiting to retry `request` by itself, not yet due.
+    pub fn retry_pending(&self, request: &Request) -> bool {
+        self.phase == Phase::Failed && request.seq == self.retry_seq && self.retry_at.is_some_and(|t| crate::now() < t)
     }
 
     /// Seconds left at the current rate, if it can be told.

@@ -29,6 +29,9 @@ use crate::{MigrateError, now};
 const TICK: Duration = Duration::from_secs(1);
 /// How long a lease holds without renewal.
 const LEASE_SECS: i64 = 30;
+/// A pass that failed because the source could not be reached (or kept throttling)
+/// is started again after this long, until it succeeds or the admin steps in.
+const RETRY_AFTER_SECS: i64 = 600;
 
 /// What a worker needs from the running server.
 #[derive(Clone)]
@@ -78,6 +81,8 @@ pub fn effective_phase(request: &Request, progress: &Progress) -> Phase {
     }
     match progress.phase {
         Phase::Running | Phase::WaitingWindow | Phase::WaitingCap => progress.phase,
+        // Waiting to be retried: failed until then.
+        Phase::Failed if progress.retry_pending(request) => Phase::Failed,
         _ if request.seq > progress.handled_seq => Phase::Queued,
         other => other,
     }
@@ -246,6 +251,9 @@ impl Worker {
             if progress.phase == Phase::WaitingCap && progress.day == now() / 86_400 {
                 continue;
             }
+            if progress.retry_pending(&request) {
+                continue;
+            }
             if request.pass.windowed() && !open {
                 if progress.phase != Phase::WaitingWindow {
                     progress.phase = Phase::WaitingWindow;
@@ -286,6 +294,7 @@ impl Worker {
         progress.started = Some(now());
         progress.finished = None;
         progress.last_error = None;
+        progress.retry_at = None;
         progress.pass_copied = 0;
         progress.copied_bytes = 0;
         progress.skipped = 0;
@@ -385,9 +394,15 @@ impl Worker {
             Ok(Outcome::DailyCapReached) => progress.phase = Phase::WaitingCap,
             Err(e) => {
                 tracing::warn!(error = %e, "migration pass failed");
-                progress.handled_seq = r.seq;
                 progress.phase = Phase::Failed;
                 progress.last_error = Some(e.to_string());
+                if e.is_transient() {
+                    // Not handled: the same pass runs again later by itself.
+                    progress.retry_at = Some(now() + RETRY_AFTER_SECS);
+                    progress.retry_seq = r.seq;
+                } else {
+                    progress.handled_seq = r.seq;
+                }
             }
         }
         tracing::info!(

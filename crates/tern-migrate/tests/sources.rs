@@ -367,3 +367,58 @@ async fn pop3_over_implicit_tls_and_stls() {
     let inbox = bench.store.mailbox(bench.account, "INBOX").await.unwrap();
     assert_eq!(inbox.messages as usize, inbox_only[0].messages.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_source_fails_fast_and_is_retried_by_itself() {
+    let Some(dovecot) = dovecot(default_options(), "unreachable") else {
+        return;
+    };
+    let bench = Bench::new(dovecot).await;
+    bench.fill(&corpus());
+    // Nothing listens on this port (a socket bound and closed at once).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = bench.imap_settings();
+    s.port = closed;
+    bench.add_source(&s, None).await;
+    bench.add_migration(REMOTE_USER, Some(REMOTE_PASSWORD)).await;
+    let started = std::time::Instant::now();
+    let failed = bench.pass(Pass::Full).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "no long backoff"
+    );
+    assert_eq!(failed.phase, Phase::Failed, "{failed:?}");
+    assert!(
+        failed.last_error.as_deref().unwrap_or("").contains("cannot connect"),
+        "{failed:?}"
+    );
+    let retry_at = failed.retry_at.expect("a retry is planned");
+    assert!(retry_at > tern_migrate::now() + 60);
+    // Not due yet: a worker leaves it alone.
+    bench.worker().run_until_idle().await.unwrap();
+    assert_eq!(bench.progress().await.retry_at, Some(retry_at));
+
+    // The source is back (the admin fixed the port) and the retry falls due: the same
+    // pass runs without anyone asking again.
+    bench.add_source(&bench.imap_settings(), None).await;
+    let m = bench.store.migration(ADDRESS).await.unwrap();
+    let mut due = failed.clone();
+    due.retry_at = Some(tern_migrate::now() - 1);
+    bench
+        .store
+        .set_migration_progress(m.id, &serde_json::to_string(&due).unwrap())
+        .await
+        .unwrap();
+    bench.worker().run_until_idle().await.unwrap();
+    let progress = bench.progress().await;
+    assert_eq!(
+        (progress.phase, progress.retry_at),
+        (Phase::Passed, None),
+        "{progress:?}"
+    );
+    assert_same(&bench.source_snapshot(), &bench.tern_snapshot().await);
+}

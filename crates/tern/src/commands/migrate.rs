@@ -630,7 +630,16 @@ async fn print_status_table(store: &EmbeddedStore, migrations: &[Migration]) -> 
     for m in migrations {
         let p = parse_progress(m);
         if let Some(e) = &p.last_error {
-            println!("{}: {e}", m.address);
+            match p.retry_at {
+                Some(t) if p.phase == Phase::Failed => {
+                    println!(
+                        "{}: {e} (tried again at {})",
+                        m.address,
+                        tern_migrate::report::timestamp(t)
+                    )
+                }
+                _ => println!("{}: {e}", m.address),
+            }
         }
     }
     Ok(())
