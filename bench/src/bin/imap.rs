@@ -43,7 +43,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tern_bench::client::{self, Client};
 use tern_bench::tern_process::{TernProcess, own_cpu_seconds, tree_cpu_seconds};
-use tern_bench::{command_output, load_average, machine};
+use tern_bench::{command_output, load_average, machine, median, thousands};
 use tern_testkit::corpus;
 use tern_testkit::dovecot::Dovecot;
 
@@ -265,20 +265,6 @@ impl Row {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 fn show(v: &[f64], unit: &str) -> String {
     let m = median(v);
     if unit == "s" {
@@ -303,19 +289,6 @@ fn spread(v: &[f64], unit: &str) -> String {
     } else {
         format!("{}–{}", thousands(lo), thousands(hi))
     }
-}
-
-fn thousands(x: f64) -> String {
-    let n = x.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// Times `f` and the server's and this client's CPU over it.

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use tern_bench::tern_process::{TernProcess, tree_cpu_seconds};
-use tern_bench::{command_output, disk_usage, load_average, machine};
+use tern_bench::{command_output, disk_usage, load_average, machine, median, thousands};
 use tern_store::{EmbeddedStore, Store};
 use tern_testkit::dovecot::Dovecot;
 use tern_testkit::imap::{self, Namespace, Snapshot, SnapshotMessage};
@@ -849,16 +849,6 @@ fn change_flags(
 
 // --- Reporting ----------------------------------------------------------------------
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
@@ -876,19 +866,6 @@ fn spread(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{m} ({}–{})", seconds(lo), seconds(hi))
-}
-
-fn thousands(x: f64) -> String {
-    let n = x.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 fn mb(kb: u64) -> f64 {
