@@ -49,8 +49,6 @@ pub struct ImapSource {
     /// CONDSTORE (RFC 7162) is offered: flag changes can be asked for by MODSEQ.
     pub condstore: bool,
     pub namespace: Namespace,
-    /// The folder opened last (wire name), so a pass does not EXAMINE it twice.
-    examined: Option<String>,
     host: String,
 }
 
@@ -164,7 +162,6 @@ impl ImapSource {
             session,
             condstore: false,
             namespace: Namespace::default(),
-            examined: None,
             host,
         };
         let caps = source.session.capabilities().await.map_err(|e| source.err(e))?;
@@ -255,7 +252,6 @@ impl ImapSource {
     /// Opens a folder read-only.
     pub async fn examine(&mut self, folder: &str) -> Result<FolderStatus, MigrateError> {
         let m = self.session.examine(folder).await.map_err(|e| self.err(e))?;
-        self.examined = Some(folder.to_string());
         Ok(FolderStatus {
             uidvalidity: m.uid_validity.unwrap_or(0),
             uidnext: m.uid_next.unwrap_or(0),

@@ -632,8 +632,8 @@ pub(crate) struct Copier {
     pub folder_name: String,
     pub uidvalidity: u32,
     pub candidates: Mutex<HashMap<tern_store::ContentHash, Vec<Uid>>>,
-    /// Source keys of messages that could not be stored, with why.
-    pub failures: Mutex<Vec<(String, String)>>,
+    /// Source keys of messages that could not be stored (why is in the progress).
+    pub failures: Mutex<Vec<String>>,
 }
 
 /// One message on its way in.
@@ -659,10 +659,7 @@ impl Copier {
     }
 
     pub fn failed(&self) -> Vec<String> {
-        self.failures
-            .lock()
-            .map(|f| f.iter().map(|(k, _)| k.clone()).collect())
-            .unwrap_or_default()
+        self.failures.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     fn new_message(&self, m: Incoming) -> NewMessage {
@@ -749,7 +746,7 @@ impl Copier {
     fn fail(&self, reporter: &Reporter, key: &str, error: &str) {
         tracing::warn!(folder = %self.folder_name, message = %key, %error, "message not copied");
         if let Ok(mut f) = self.failures.lock() {
-            f.push((key.to_string(), error.to_string()));
+            f.push(key.to_string());
         }
         reporter.update(|p| p.record_error(&self.folder_name, key, error));
     }

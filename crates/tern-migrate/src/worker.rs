@@ -417,9 +417,7 @@ impl Worker {
         self.store.release_migration(id, &self.owner).await?;
         Ok(())
     }
-}
 
-impl Worker {
     /// A source's admin password goes once every migration through it is done.
     async fn wipe_admin_secret_when_all_done(
         &self,

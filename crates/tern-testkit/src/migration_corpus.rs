@@ -684,49 +684,24 @@ fn text(rng: &mut StdRng, room: usize, ascii: bool) -> String {
     }
 }
 
-/// RFC 5322 §3.3 date-time, "Tue, 05 Mar 2019 14:03:22 +0530".
-fn rfc5322_date(unix: i64, offset_minutes: i32) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let local = unix + i64::from(offset_minutes) * 60;
-    let days = local.div_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let secs = local.rem_euclid(86_400);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        zone(offset_minutes)
-    )
+/// The instant `unix` in the zone `offset_minutes` east of UTC.
+fn zoned(unix: i64, offset_minutes: i32) -> chrono::DateTime<chrono::FixedOffset> {
+    use chrono::TimeZone;
+    let zone = chrono::FixedOffset::east_opt(offset_minutes * 60).expect("a zone within ±24 h");
+    zone.timestamp_opt(unix, 0).single().expect("a representable instant")
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// "+0530", "-0330".
-fn zone(offset_minutes: i32) -> String {
-    let sign = if offset_minutes < 0 { '-' } else { '+' };
-    let abs = offset_minutes.abs();
-    format!("{sign}{:02}{:02}", abs / 60, abs % 60)
+/// RFC 5322 §3.3 date-time, "Tue, 05 Mar 2019 14:03:22 +0530".
+fn rfc5322_date(unix: i64, offset_minutes: i32) -> String {
+    zoned(unix, offset_minutes)
+        .format("%a, %d %b %Y %H:%M:%S %z")
+        .to_string()
 }
 
 /// RFC 3501 §9 `date-time` without its quotes: "05-Mar-2019 14:03:22 +0530", the
 /// instant `unix` shown in the zone `offset_minutes` east of UTC.
 pub fn imap_date_time(unix: i64, offset_minutes: i32) -> String {
-    let local = unix + i64::from(offset_minutes) * 60;
-    let (y, m, d) = civil_from_days(local.div_euclid(86_400));
-    let secs = local.rem_euclid(86_400);
-    format!(
-        "{d:02}-{}-{y:04} {:02}:{:02}:{:02} {}",
-        MONTHS[(m - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        zone(offset_minutes)
-    )
+    zoned(unix, offset_minutes).format("%d-%b-%Y %H:%M:%S %z").to_string()
 }
 
 /// Reads an RFC 3501 `date-time` (quotes optional; the day may be one digit or
@@ -734,55 +709,8 @@ pub fn imap_date_time(unix: i64, offset_minutes: i32) -> String {
 /// in, minutes east of UTC. `None` when it is not one.
 pub fn parse_imap_date_time(text: &str) -> Option<(i64, i32)> {
     let text = text.trim().trim_matches('"').trim();
-    let mut fields = text.split_whitespace();
-    let (date, time, zone) = (fields.next()?, fields.next()?, fields.next()?);
-    if fields.next().is_some() {
-        return None;
-    }
-    let mut date = date.split('-');
-    let day: u32 = date.next()?.parse().ok()?;
-    let month = date.next()?;
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
-    let year: i64 = date.next()?.parse().ok()?;
-    let mut time = time.split(':');
-    let mut number = || -> Option<i64> { time.next()?.parse().ok() };
-    let (h, min, s) = (number()?, number()?, number()?);
-    let (sign, digits) = match zone.as_bytes().first()? {
-        b'+' => (1, &zone[1..]),
-        b'-' => (-1, &zone[1..]),
-        _ => return None,
-    };
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let offset = sign * (digits[..2].parse::<i32>().ok()? * 60 + digits[2..].parse::<i32>().ok()?);
-    let local = days_from_civil(year, month, day) * 86_400 + h * 3600 + min * 60 + s;
-    Some((local - i64::from(offset) * 60, offset))
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01, by the
-/// era arithmetic of H. Hinnant's "chrono-Compatible Low-Level Date Algorithms".
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let parsed = chrono::DateTime::parse_from_str(text, "%d-%b-%Y %H:%M:%S %z").ok()?;
+    Some((parsed.timestamp(), parsed.offset().local_minus_utc() / 60))
 }
 
 /// Standard base64 with padding (RFC 4648 §4), on one line.
@@ -794,38 +722,13 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 }
 
 fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut chunks = bytes.chunks_exact(3);
-    for c in &mut chunks {
-        let n = u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]);
-        out.extend_from_slice(&[
-            ALPHABET[(n >> 18) as usize],
-            ALPHABET[(n >> 12 & 63) as usize],
-            ALPHABET[(n >> 6 & 63) as usize],
-            ALPHABET[(n & 63) as usize],
-        ]);
-    }
-    match *chunks.remainder() {
-        [a] => {
-            let n = u32::from(a) << 16;
-            out.extend_from_slice(&[
-                ALPHABET[(n >> 18) as usize],
-                ALPHABET[(n >> 12 & 63) as usize],
-                b'=',
-                b'=',
-            ]);
-        }
-        [a, b] => {
-            let n = u32::from(a) << 16 | u32::from(b) << 8;
-            out.extend_from_slice(&[
-                ALPHABET[(n >> 18) as usize],
-                ALPHABET[(n >> 12 & 63) as usize],
-                ALPHABET[(n >> 6 & 63) as usize],
-                b'=',
-            ]);
-        }
-        _ => {}
-    }
+    use base64::Engine;
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("room for the padded encoding");
+    out.truncate(start + written);
 }
 
 /// Base64 in lines of 76 characters, each ending CRLF (RFC 2045 §6.8).
