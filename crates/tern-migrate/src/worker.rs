@@ -41,24 +41,7 @@ pub struct WorkerConfig {
     pub max_message_size: u64,
 }
 
-/// This process's name in leases: `host:pid`.
-fn owner_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
-/// A lease holder on this machine whose process is gone.
-fn is_dead_local_owner(owner: &str, me: &str) -> bool {
-    let (Some((host, pid)), Some((my_host, _))) = (owner.rsplit_once(':'), me.rsplit_once(':')) else {
-        return false;
-    };
-    host == my_host
-        && pid
-            .parse::<u32>()
-            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-}
+use tern_store::lease::{is_dead_local_owner, owner_name};
 
 pub fn parse_request(m: &Migration) -> Request {
     serde_json::from_str(&m.request).unwrap_or_default()

@@ -57,6 +57,22 @@ impl BlobStore {
         Ok(path)
     }
 
+    /// Makes the blob of `from` also the blob of `to` with a hard link, so the bytes
+    /// are on disk once (a message delivered to several accounts). Falls back to a copy
+    /// where links are not possible.
+    pub fn link(&self, from: AccountId, to: AccountId, hash: &BlobHash, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let path = self.path(to, hash);
+        if path.exists() {
+            return Ok(path);
+        }
+        let dir = path.parent().expect("blob path has a parent");
+        if fs::create_dir_all(dir).is_ok() && fs::hard_link(self.path(from, hash), &path).is_ok() {
+            sync_dir(dir).map_err(|e| StoreError::io(format!("cannot fsync folder of blob {}", path.display()), e))?;
+            return Ok(path);
+        }
+        self.put(to, hash, bytes)
+    }
+
     pub fn read(&self, account: AccountId, hash: &BlobHash) -> Result<Vec<u8>, StoreError> {
         let path = self.path(account, hash);
         fs::read(&path).map_err(|e| StoreError::io(format!("cannot read blob {}", path.display()), e))

@@ -51,6 +51,10 @@ pub enum StoreError {
     MigrationSourceInUse(String, u64),
     #[error("no migration for {0}; add one with `tern migrate add`")]
     NoSuchMigration(String),
+    #[error("no queued message with id {0}; `tern queue list` shows the queue")]
+    NoSuchQueueEntry(i64),
+    #[error("domain {0} has no DKIM key with selector {1:?}; `tern domain dkim {0}` lists its keys")]
+    NoSuchDkimKey(String, String),
     #[error("the write was not applied: {0}")]
     WriteFailed(String),
     #[error("the store is shut down")]

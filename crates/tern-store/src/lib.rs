@@ -14,8 +14,10 @@ mod blob;
 mod changes;
 mod embedded;
 mod error;
+pub mod lease;
 pub mod metadata;
 mod migration;
+mod outbound;
 pub mod password;
 mod store;
 mod types;
@@ -28,6 +30,7 @@ pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use metadata::MessageMetadata;
 pub use migration::*;
+pub use outbound::*;
 pub use store::Store;
 pub use types::*;
 

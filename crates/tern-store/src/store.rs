@@ -13,7 +13,7 @@ use crate::metadata::MessageMetadata;
 use crate::{
     Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate,
     Mailbox, MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
-    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, TextField, Uid,
+    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, TextField, Uid, DkimKey, NewQueueEntry, QueueEntry, QueueId,
 };
 
 #[async_trait]
@@ -27,6 +27,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_domain(&self, name: &str) -> Result<()>;
     /// Sends mail for unknown local parts of `domain` to `target` (an account's address),
     /// or stops doing so with `None`.
+    /// Whether SMTP accepts mail for the domain yet (see [`Domain::receiving`]).
+    async fn set_domain_receiving(&self, domain: &str, receiving: bool) -> Result<()>;
     async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> Result<()>;
 
     // --- Accounts and aliases ------------------------------------------------------
@@ -190,6 +192,37 @@ pub trait Store: Send + Sync + 'static {
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets or (with `None`) removes a setting.
     async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
+
+    // --- SMTP: local delivery, outbound queue, DKIM keys (see `crate::outbound`) -----
+
+    /// Delivers one message into several mailboxes (one SMTP transaction to many local
+    /// recipients) in one transaction. Its bytes are stored once: a body kept as a file
+    /// is written once and linked into each further account. The result per mailbox is
+    /// in the order given; one full mailbox (quota) does not fail the others.
+    async fn deliver(&self, mailboxes: &[MailboxId], message: NewMessage) -> Result<Vec<Result<Appended>>>;
+    /// Queues a message for delivery elsewhere; durable when this returns.
+    async fn enqueue(&self, entry: NewQueueEntry) -> Result<QueueId>;
+    /// The whole queue, oldest first (without the messages).
+    async fn queue_entries(&self) -> Result<Vec<QueueEntry>>;
+    async fn queue_entry(&self, id: QueueId) -> Result<QueueEntry>;
+    /// The queued message's bytes.
+    async fn queue_message(&self, id: QueueId) -> Result<Vec<u8>>;
+    /// Leases up to `limit` entries that are due (next attempt passed) and not leased by
+    /// a live worker: free, expired, ours, or held by one of `dead_owners`.
+    async fn claim_queue(&self, owner: &str, until: i64, dead_owners: &[String], limit: usize)
+    -> Result<Vec<QueueEntry>>;
+    /// Records a delivery attempt's outcome and gives the lease back. Only the lease
+    /// holder may (another worker's newer state is never overwritten).
+    async fn update_queue_entry(&self, id: QueueId, owner: &str, envelope: &str, next_attempt: i64) -> Result<()>;
+    /// Moves the next attempt (`tern queue retry`: now).
+    async fn set_queue_next_attempt(&self, id: QueueId, at: i64) -> Result<()>;
+    /// Removes an entry and its message (delivered, bounced, or `tern queue delete`).
+    async fn delete_queue_entry(&self, id: QueueId) -> Result<()>;
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()>;
+    /// DKIM keys of one domain, or of all, oldest first.
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>>;
+    async fn set_dkim_key_active(&self, domain: &str, selector: &str, active: bool) -> Result<()>;
+    async fn delete_dkim_key(&self, domain: &str, selector: &str) -> Result<()>;
 
     // --- Change bus ----------------------------------------------------------------
 

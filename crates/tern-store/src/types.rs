@@ -210,6 +210,10 @@ pub struct Domain {
     pub name: String,
     /// Where mail to unknown local parts goes, if anywhere.
     pub catch_all: Option<String>,
+    /// Whether SMTP accepts mail for it. `false` during a migration whose old provider
+    /// must keep receiving until cutover: senders are told to try later (4xx) and
+    /// retry, so nothing is split between the two hosts.
+    pub receiving: bool,
     pub accounts: u64,
     pub aliases: u64,
 }

@@ -19,7 +19,8 @@ pub fn domain_id(conn: &Connection, name: &str) -> Result<DomainId, StoreError> 
 const DOMAIN_SELECT: &str = "SELECT d.id, d.name,
         (SELECT a.local_part || '@' || d.name FROM accounts a WHERE a.id = d.catch_all),
         (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id),
-        (SELECT count(*) FROM aliases a WHERE a.domain_id = d.id)
+        (SELECT count(*) FROM aliases a WHERE a.domain_id = d.id),
+        d.receiving
     FROM domains d";
 
 fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Domain> {
@@ -29,6 +30,7 @@ fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Domain> {
         catch_all: r.get(2)?,
         accounts: r.get::<_, i64>(3)? as u64,
         aliases: r.get::<_, i64>(4)? as u64,
+        receiving: r.get(5)?,
     })
 }
 
@@ -61,6 +63,12 @@ pub fn delete_domain(conn: &Connection, name: &str) -> Result<(), StoreError> {
         return Err(StoreError::DomainNotEmpty(d.name, d.accounts + d.aliases));
     }
     conn.execute("DELETE FROM domains WHERE id = ?1", [d.id.0])?;
+    Ok(())
+}
+
+pub fn set_receiving(conn: &Connection, domain: &str, receiving: bool) -> Result<(), StoreError> {
+    let d = domain_id(conn, domain)?;
+    conn.execute("UPDATE domains SET receiving = ?1 WHERE id = ?2", params![receiving, d.0])?;
     Ok(())
 }
 

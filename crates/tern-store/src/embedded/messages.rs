@@ -19,6 +19,7 @@ pub const INLINE_MAX: usize = 256 * 1024;
 
 /// A message made ready outside the write transaction: parsed, hashed, and, if it is
 /// stored as a file, that file durable.
+#[derive(Clone)]
 pub struct Prepared {
     pub raw: Vec<u8>,
     pub hash: BlobHash,
@@ -28,6 +29,9 @@ pub struct Prepared {
     pub internal_date: i64,
     pub pop3_uidl: Option<String>,
     pub migrated_from: Option<crate::MigrationOrigin>,
+    /// Kept as a file whatever its size: a delivery to several accounts links one file
+    /// into each instead of storing the bytes once per account in the database.
+    pub as_file: bool,
 }
 
 impl Prepared {
@@ -53,12 +57,13 @@ impl Prepared {
             internal_date: internal_date.unwrap_or_else(|| now() as i64),
             pop3_uidl,
             migrated_from,
+            as_file: false,
         })
     }
 
     /// Whether the body goes into the database rather than a blob file.
     pub fn inline(&self) -> bool {
-        self.raw.len() <= INLINE_MAX
+        !self.as_file && self.raw.len() <= INLINE_MAX
     }
 }
 

@@ -20,6 +20,7 @@ mod index;
 mod mailboxes;
 mod messages;
 mod migration;
+mod outbound;
 mod schema;
 mod writer;
 
@@ -37,7 +38,7 @@ use crate::{
     Account, AccountId, Alias, Appended, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox,
     MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
     MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, Store, StoreError, TextField,
-    Uid,
+    Uid, DkimKey, NewQueueEntry, QueueEntry, QueueId,
 };
 use messages::Prepared;
 use writer::{Effects, Writer};
@@ -60,6 +61,9 @@ pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
+/// The owner folder of queued messages' files (account ids start at 1).
+const QUEUE_OWNER: AccountId = AccountId(0);
+
 struct Inner {
     db: PathBuf,
     /// Which account each mailbox belongs to (it never changes), so an append knows
@@ -69,6 +73,8 @@ struct Inner {
     indexer: Arc<index::Indexer>,
     readers: Mutex<Vec<Connection>>,
     blobs: BlobStore,
+    /// Queued outbound messages (`queue/0/..`), one file per distinct message.
+    queue_files: BlobStore,
     bus: ChangeBus,
 }
 
@@ -90,6 +96,8 @@ impl EmbeddedStore {
         drop(conn);
         let blobs = BlobStore::open(dir.join("blobs"))?;
         blobs.clean_tmp();
+        let queue_files = BlobStore::open(dir.join("queue"))?;
+        queue_files.clean_tmp();
         let conn = schema::connect_reader(&db)?;
         let indexer = Arc::new(index::Indexer::start(&dir.join(INDEX_FILE), &conn, &blobs)?);
         let bus = ChangeBus::new();
@@ -102,6 +110,7 @@ impl EmbeddedStore {
                 indexer,
                 readers: Mutex::new(vec![conn]),
                 blobs,
+                queue_files,
                 bus,
             }),
         })
@@ -135,6 +144,20 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Corrupt(format!("a store read panicked: {e}")))?
+    }
+
+    /// The account a mailbox belongs to (it never changes, so it is cached).
+    async fn owner(&self, mailbox: MailboxId) -> Result<AccountId> {
+        if let Some(a) = self.inner.owners.lock().ok().and_then(|o| o.get(&mailbox).copied()) {
+            return Ok(a);
+        }
+        let a = self
+            .read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account))
+            .await?;
+        if let Ok(mut o) = self.inner.owners.lock() {
+            o.insert(mailbox, a);
+        }
+        Ok(a)
     }
 
     /// Runs a write through the group-commit writer.
@@ -198,6 +221,12 @@ impl Store for EmbeddedStore {
     async fn delete_domain(&self, name: &str) -> Result<()> {
         let name = name.to_string();
         self.write_events(move |c| Ok((accounts::delete_domain(c, &name)?, Vec::new())))
+            .await
+    }
+
+    async fn set_domain_receiving(&self, domain: &str, receiving: bool) -> Result<()> {
+        let domain = domain.to_string();
+        self.write_events(move |c| Ok((accounts::set_receiving(c, &domain, receiving)?, Vec::new())))
             .await
     }
 
@@ -367,19 +396,7 @@ impl Store for EmbeddedStore {
         // Parse, hash and make the blobs durable outside the write transaction, in
         // parallel with other writers; the writer thread then only inserts rows.
         let inner = self.inner.clone();
-        let known = self.inner.owners.lock().ok().and_then(|o| o.get(&mailbox).copied());
-        let account = match known {
-            Some(a) => a,
-            None => {
-                let a = self
-                    .read(move |c| mailboxes::by_id(c, mailbox).map(|m| m.account))
-                    .await?;
-                if let Ok(mut o) = self.inner.owners.lock() {
-                    o.insert(mailbox, a);
-                }
-                a
-            }
-        };
+        let account = self.owner(mailbox).await?;
         let prepared = tokio::task::spawn_blocking(move || {
             messages
                 .into_iter()
@@ -641,6 +658,158 @@ impl Store for EmbeddedStore {
     async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
         let (key, value) = (key.to_string(), value.map(str::to_string));
         self.write_events(move |c| Ok((migration::set_setting(c, &key, value.as_deref())?, Vec::new())))
+            .await
+    }
+
+    async fn deliver(&self, mailboxes: &[MailboxId], message: NewMessage) -> Result<Vec<Result<Appended>>> {
+        let mut targets = Vec::with_capacity(mailboxes.len());
+        for &mailbox in mailboxes {
+            targets.push((mailbox, self.owner(mailbox).await?));
+        }
+        let inner = self.inner.clone();
+        let several_accounts = targets.windows(2).any(|w| w[0].1 != w[1].1);
+        let targets2 = targets.clone();
+        // Parse once; with several accounts the body is one file linked into each.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut p = Prepared::new(message)?;
+            p.as_file = several_accounts;
+            let mut first: Option<AccountId> = None;
+            if !p.inline() {
+                for &(_, account) in &targets2 {
+                    match first {
+                        None => {
+                            inner.blobs.put(account, &p.hash, &p.raw)?;
+                            first = Some(account);
+                        }
+                        Some(from) => {
+                            inner.blobs.link(from, account, &p.hash, &p.raw)?;
+                        }
+                    }
+                }
+            }
+            Ok::<_, StoreError>(p)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("preparing a message panicked: {e}")))??;
+        let blobs = self.inner.blobs.clone();
+        self.write(move |c| {
+            let mut results = Vec::with_capacity(targets.len());
+            let mut effects = Effects::default();
+            for (mailbox, _) in targets {
+                let mut one = [prepared.clone()];
+                match messages::append(c, &blobs, mailbox, &mut one) {
+                    Ok(out) => {
+                        effects.events.push(out.event);
+                        effects.index.extend(out.index);
+                        results.push(Ok(out.appended[0]));
+                    }
+                    // Checked before anything is written: this mailbox is skipped,
+                    // the others still get the message.
+                    Err(e @ StoreError::QuotaExceeded { .. }) => results.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((results, effects))
+        })
+        .await
+    }
+
+    async fn enqueue(&self, entry: NewQueueEntry) -> Result<QueueId> {
+        if entry.raw.is_empty() {
+            return Err(StoreError::EmptyMessage);
+        }
+        let NewQueueEntry {
+            sender,
+            raw,
+            envelope,
+            next_attempt,
+        } = entry;
+        let hash = crate::blob::hash(&raw);
+        let size = raw.len() as u64;
+        // The file is durable before the row commits (see blob.rs).
+        let files = self.inner.queue_files.clone();
+        tokio::task::spawn_blocking(move || files.put(QUEUE_OWNER, &hash, &raw))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("writing a queued message panicked: {e}")))??;
+        self.write_events(move |c| Ok((outbound::insert(c, &sender, &hash, size, &envelope, next_attempt)?, Vec::new())))
+            .await
+    }
+
+    async fn queue_entries(&self) -> Result<Vec<QueueEntry>> {
+        self.read(outbound::entries).await
+    }
+
+    async fn queue_entry(&self, id: QueueId) -> Result<QueueEntry> {
+        self.read(move |c| outbound::entry(c, id)).await
+    }
+
+    async fn queue_message(&self, id: QueueId) -> Result<Vec<u8>> {
+        let hash = self.read(move |c| outbound::hash(c, id)).await?;
+        let hash: crate::blob::BlobHash = hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("queue entry {id} has a malformed hash")))?;
+        let files = self.inner.queue_files.clone();
+        tokio::task::spawn_blocking(move || files.read(QUEUE_OWNER, &hash))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("reading a queued message panicked: {e}")))?
+    }
+
+    async fn claim_queue(
+        &self,
+        owner: &str,
+        until: i64,
+        dead_owners: &[String],
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
+        let (owner, dead) = (owner.to_string(), dead_owners.to_vec());
+        self.write_events(move |c| Ok((outbound::claim(c, &owner, until, &dead, limit)?, Vec::new())))
+            .await
+    }
+
+    async fn update_queue_entry(&self, id: QueueId, owner: &str, envelope: &str, next_attempt: i64) -> Result<()> {
+        let (owner, envelope) = (owner.to_string(), envelope.to_string());
+        self.write_events(move |c| Ok((outbound::update(c, id, &owner, &envelope, next_attempt)?, Vec::new())))
+            .await
+    }
+
+    async fn set_queue_next_attempt(&self, id: QueueId, at: i64) -> Result<()> {
+        self.write_events(move |c| Ok((outbound::set_next_attempt(c, id, at)?, Vec::new())))
+            .await
+    }
+
+    async fn delete_queue_entry(&self, id: QueueId) -> Result<()> {
+        let unshared = self
+            .write_events(move |c| Ok((outbound::delete(c, id)?, Vec::new())))
+            .await?;
+        // The row is gone and durable; now the file may go.
+        if let Some(hash) = unshared.and_then(|h| <crate::blob::BlobHash>::try_from(h).ok()) {
+            self.inner.queue_files.remove(QUEUE_OWNER, &hash);
+        }
+        Ok(())
+    }
+
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+        self.write_events(move |c| {
+            accounts::domain_id(c, &key.domain)?;
+            Ok((outbound::add_dkim_key(c, &key)?, Vec::new()))
+        })
+        .await
+    }
+
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKey>> {
+        let domain = domain.map(str::to_string);
+        self.read(move |c| outbound::dkim_keys(c, domain.as_deref())).await
+    }
+
+    async fn set_dkim_key_active(&self, domain: &str, selector: &str, active: bool) -> Result<()> {
+        let (domain, selector) = (domain.to_string(), selector.to_string());
+        self.write_events(move |c| Ok((outbound::set_dkim_active(c, &domain, &selector, active)?, Vec::new())))
+            .await
+    }
+
+    async fn delete_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_string(), selector.to_string());
+        self.write_events(move |c| Ok((outbound::delete_dkim_key(c, &domain, &selector)?, Vec::new())))
             .await
     }
 

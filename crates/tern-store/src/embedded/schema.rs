@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped when the schema changes; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -193,6 +193,34 @@ CREATE TABLE settings (
 );
 "#;
 
+/// Schema 4: SMTP. Whether a domain receives yet, its DKIM keys, and the outbound
+/// queue (see `crate::outbound`; queued messages are files under `queue/`).
+const SCHEMA_4: &str = r#"
+ALTER TABLE domains ADD COLUMN receiving INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE dkim_keys (
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,                 -- rsa-sha256 | ed25519-sha256
+    private_key BLOB NOT NULL,               -- DER; the data folder is private (0700)
+    public_key BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    PRIMARY KEY (domain, selector)
+);
+CREATE TABLE queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    hash BLOB NOT NULL,                      -- the message file under queue/
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    envelope TEXT NOT NULL,                  -- JSON owned by tern-smtp
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX queue_due ON queue (next_attempt);
+"#;
+
 /// Creates the schema in a new database, or checks and upgrades an existing one.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Space freed by expunged inline bodies is handed back in steps instead of only
@@ -213,6 +241,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
         tx.execute_batch(SCHEMA_2)?;
         tx.execute_batch(SCHEMA_3)?;
+        tx.execute_batch(SCHEMA_4)?;
     } else {
         let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -225,6 +254,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         if version < 3 {
             tx.execute_batch(SCHEMA_3)?;
+        }
+        if version < 4 {
+            tx.execute_batch(SCHEMA_4)?;
         }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

@@ -7,6 +7,7 @@ mod concurrency;
 mod mailboxes;
 mod messages;
 mod migration;
+mod outbound;
 
 use std::sync::Arc;
 
@@ -87,6 +88,9 @@ backends!(
     migration::sources_and_migrations_lifecycle,
     migration::migrated_messages_are_mapped_atomically,
     migration::settings_round_trip,
+    outbound::deliver_to_many_stores_once_and_skips_a_full_mailbox,
+    outbound::queue_lifecycle_and_leases,
+    outbound::dkim_keys_and_receiving,
     concurrency::change_bus_announces_within_100ms,
     concurrency::two_writers_and_a_reader,
 );
