@@ -8,8 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -20,8 +18,6 @@ use crate::source::SourceSettings;
 
 /// How long connecting (TCP and TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Debian's bundle of the system's trusted CAs (package ca-certificates).
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A connection to a source, plain or TLS.
 #[derive(Debug)]
@@ -105,32 +101,9 @@ pub async fn tls(settings: &SourceSettings, tcp: TcpStream) -> Result<SourceStre
 
 /// rustls verifying against the system's CAs and the source's `ca_file`.
 pub fn client_config(settings: &SourceSettings) -> Result<Arc<rustls::ClientConfig>, MigrateError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let mut files = vec![SYSTEM_CAS.to_string()];
-    files.extend(settings.ca_file.clone());
-    for file in &files {
-        let certs = match CertificateDer::pem_file_iter(file) {
-            Ok(certs) => certs,
-            // Without the system bundle only the private CA is trusted.
-            Err(_) if file == SYSTEM_CAS => continue,
-            Err(e) => {
-                return Err(MigrateError::Tls {
-                    host: settings.host.clone(),
-                    reason: format!("cannot read the CA file {file}: {e}"),
-                });
-            }
-        };
-        for cert in certs.flatten() {
-            let _ = roots.add(cert);
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| MigrateError::Tls {
-            host: settings.host.clone(),
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    let extra: Vec<String> = settings.ca_file.iter().cloned().collect();
+    tern_net::tls::client_config(&extra).map_err(|reason| MigrateError::Tls {
+        host: settings.host.clone(),
+        reason,
+    })
 }

@@ -5,7 +5,9 @@
 //! - [`tls`]: loading and generating certificates.
 //! - [`auth`]: password logins with delays, per-IP and per-account limits, and the
 //!   plaintext policy.
+//! - [`sasl`]: decoding SASL PLAIN responses (POP3 and SMTP AUTH).
 
 pub mod auth;
 pub mod listeners;
+pub mod sasl;
 pub mod tls;

@@ -366,3 +366,86 @@ mod tests {
         server.await.expect("server");
     }
 }
+
+/// Debian's bundle of the system's trusted CAs (package ca-certificates).
+pub const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A TLS client config that verifies servers against the system's CAs plus the
+/// given extra CA files (a private CA). Errors name the file that could not be read.
+pub fn client_config(extra_ca_files: &[String]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files = vec![SYSTEM_CAS.to_string()];
+    files.extend(extra_ca_files.iter().cloned());
+    for file in &files {
+        let certs = match CertificateDer::pem_file_iter(file) {
+            Ok(certs) => certs,
+            // Without the system bundle only the private CA is trusted.
+            Err(_) if file == SYSTEM_CAS => continue,
+            Err(e) => return Err(format!("cannot read the CA file {file}: {e}")),
+        };
+        for cert in certs.flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A TLS client config that encrypts without checking who is on the other end:
+/// opportunistic STARTTLS between MTAs (RFC 7435 §1.3, RFC 3207 §4.1). It defeats
+/// passive eavesdropping only; MTA-STS (RFC 8461) or DANE (RFC 7672) are what make
+/// server-to-server TLS verified, and neither is implemented yet.
+pub fn opportunistic_client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Accepts any certificate, but still checks the handshake signatures, so the
+/// session is encrypted to whoever holds the presented key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

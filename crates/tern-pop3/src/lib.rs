@@ -9,7 +9,6 @@
 //! - `session`: the AUTHORIZATION → TRANSACTION → UPDATE state machine.
 //! - [`maildrop`]: the INBOX snapshot taken at login, the deletion marks and UIDLs.
 //! - [`transfer`]: a message as a multi-line response (CRLF, byte-stuffing), streamed.
-//! - [`sasl`]: decoding AUTH PLAIN.
 //! - `wire`: bounded line reading, reply batching and write deadlines.
 //!
 //! The maildrop is the INBOX of the same store IMAP uses, so both can be used at
@@ -25,7 +24,6 @@
 
 pub mod command;
 pub mod maildrop;
-pub mod sasl;
 mod session;
 pub mod transfer;
 mod wire;

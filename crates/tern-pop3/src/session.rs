@@ -13,9 +13,9 @@ use tracing::{debug, info, warn};
 use crate::Pop3Server;
 use crate::command::{self, Command, MessageNumber};
 use crate::maildrop::Maildrop;
-use crate::sasl;
 use crate::transfer::{CHUNK, Source, Transfer};
 use crate::wire::{Line, Wire};
+use tern_net::sasl;
 
 /// Unknown commands, bad arguments, over-long lines and commands in the wrong state a
 /// session may send before it is closed: a real client makes few; something that is

@@ -60,6 +60,30 @@ pub enum Command {
     /// `tern serve` (or `tern migrate run`). docs/migration.md walks through it.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Look at and act on outgoing mail waiting for delivery to other servers.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List queued messages: sender, recipients still pending, attempts, next try.
+    List(JsonFlag),
+    /// Show one queued message: every recipient's state and the last reply about it.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try a queued message (or, with --all, every one) again now.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a queued message without delivering it or telling its sender.
+    Delete { id: i64 },
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +124,30 @@ pub enum DomainCommand {
     List(JsonFlag),
     /// Stop hosting a domain (it must have no accounts or aliases left).
     Remove { domain: String },
+    /// Show a domain's DKIM keys and the DNS records to publish; rotate or retire keys.
+    ///
+    /// Rotating adds a new RSA and Ed25519 key under new selectors and signs with them
+    /// from now on; the old keys stay listed (inactive) until deleted, so publish the
+    /// new records first and remove the old ones a few days later.
+    Dkim {
+        domain: String,
+        /// Make new keys and stop signing with the current ones.
+        #[arg(long, conflicts_with = "delete")]
+        rotate: bool,
+        /// Delete an inactive key by its selector (after its DNS record is gone).
+        #[arg(long, value_name = "SELECTOR")]
+        delete: Option<String>,
+    },
+    /// Whether Tern's MX accepts mail for the domain yet.
+    ///
+    /// "no" during a migration whose old provider keeps receiving until cutover: a
+    /// sender that reaches Tern early is asked to retry later (451 4.3.2). Users can
+    /// still send, and mail between local users is delivered at once.
+    Receiving {
+        domain: String,
+        #[arg(value_parser = ["yes", "no"])]
+        receiving: String,
+    },
     /// Deliver mail for unknown addresses of a domain to one account, or stop doing so.
     CatchAll {
         domain: String,

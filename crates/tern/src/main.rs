@@ -32,6 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(cmd) => commands::accounts::alias(data, cmd).await,
         Command::Import(cmd) => commands::import::run(data, cmd).await,
         Command::Migrate(cmd) => commands::migrate::run(data, cmd).await,
+        Command::Queue(cmd) => commands::mail::queue(data, cmd).await,
     }
 }
 

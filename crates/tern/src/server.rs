@@ -30,16 +30,43 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The protocol servers of this build, built once and shared by their listeners.
 pub struct Services {
     imap: Arc<tern_imap::ImapServer>,
     pop3: Arc<tern_pop3::Pop3Server>,
+    smtp: Arc<tern_smtp::SmtpServer>,
+}
+
+/// What SMTP needs besides its listeners: the queue and the DNS resolver the delivery
+/// worker shares with the inbound checks.
+pub struct MailParts {
+    pub config: tern_smtp::SmtpConfig,
+    pub queue: tern_smtp::queue::Queue,
+    pub resolver: Arc<mail_auth::MessageAuthenticator>,
+}
+
+impl MailParts {
+    pub fn new(data_dir: &Path, config: &Config, store: &Arc<dyn Store>) -> Result<MailParts, ServeError> {
+        let smtp = config.smtp_config(data_dir).map_err(|kind| {
+            ServeError::Config(
+                crate::config::ConfigError::in_file(&data_dir.join(crate::config::FILE_NAME), kind).to_string(),
+            )
+        })?;
+        let resolver = tern_smtp::verify::resolver(&smtp.nameservers).map_err(ServeError::Config)?;
+        Ok(MailParts {
+            config: smtp,
+            queue: tern_smtp::queue::Queue::new(store.clone()),
+            resolver: Arc::new(resolver),
+        })
+    }
 }
 
 impl Services {
-    pub fn new(config: &Config, store: &Arc<dyn Store>) -> Services {
+    pub fn new(config: &Config, store: &Arc<dyn Store>, mail: &MailParts) -> Services {
         let plaintext = match config.auth.allow_plaintext {
             PlaintextAuth::Never => PlaintextPolicy::Never,
             PlaintextAuth::Loopback => PlaintextPolicy::Loopback,
@@ -61,9 +88,10 @@ impl Services {
                 hostname: config.hostname.clone(),
                 ..Default::default()
             },
-            auth,
+            auth.clone(),
         );
-        Services { imap, pop3 }
+        let smtp = tern_smtp::SmtpServer::new(mail.config.clone(), auth, mail.resolver.clone(), mail.queue.clone());
+        Services { imap, pop3, smtp }
     }
 
     /// The server for a service key of `[listen]` ("imap", "smtp", …), if this build
@@ -73,6 +101,7 @@ impl Services {
         match name {
             "imap" | "imaps" => Some(self.imap.clone()),
             "pop3" | "pop3s" => Some(self.pop3.clone()),
+            "smtp" | "submission" | "submissions" => Some(self.smtp.clone()),
             _ => None,
         }
     }
@@ -93,6 +122,8 @@ pub struct Running {
     listeners: Listeners,
     /// The migration worker pool (tern-migrate) and the switch that stops it.
     migrations: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    /// The outbound delivery worker (tern-smtp) and the switch that stops it.
+    deliveries: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     pub states: Vec<ServiceState>,
     grace: std::time::Duration,
     signals: ShutdownSignals,
@@ -117,7 +148,8 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         )?),
         None => None,
     };
-    let services = Services::new(config, &shared);
+    let mail = MailParts::new(data_dir, config, &shared)?;
+    let services = Services::new(config, &shared, &mail);
     let mut specs = Vec::new();
     let mut states = Vec::new();
     for (name, tls_mode, addrs) in config.listen.services() {
@@ -142,6 +174,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     }
     let listeners = Listeners::bind(specs, tls, Limits::from(&config.limits)).await?;
     let migrations = start_migrations(data_dir, config, &shared)?;
+    let deliveries = start_deliveries(config, mail);
     // Report the addresses actually bound (port 0 in a config means "any free port").
     for state in &mut states {
         let bound: Vec<SocketAddr> = listeners
@@ -158,6 +191,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         store,
         listeners,
         migrations,
+        deliveries,
         states,
         grace: config.shutdown.grace(),
         signals,
@@ -184,6 +218,22 @@ fn start_migrations(
     Ok((stop, tokio::spawn(worker.run(stopped))))
 }
 
+/// The outbound queue's delivery worker.
+fn start_deliveries(
+    config: &Config,
+    mail: MailParts,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let deliverer = tern_smtp::outbound::Deliverer::new(
+        mail.config,
+        mail.queue,
+        mail.resolver,
+        std::time::Duration::from_secs(config.queue.first_retry_seconds),
+        &[],
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    (stop, tokio::spawn(deliverer.run(stopped)))
+}
+
 impl Running {
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn serve_until_signal(mut self) -> Result<(), ServeError> {
@@ -195,6 +245,10 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), ServeError> {
         // Running passes stop between batches and resume at the next start.
         let (stop, worker) = self.migrations;
+        let _ = stop.send(true);
+        let _ = worker.await;
+        // A delivery round in progress finishes; what it did not get to stays queued.
+        let (stop, worker) = self.deliveries;
         let _ = stop.send(true);
         let _ = worker.await;
         let report = self.listeners.shutdown(self.grace).await;

@@ -16,8 +16,22 @@ pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
         match cmd {
             DomainCommand::Add { domain } => {
                 let d = store.create_domain(&domain).await?;
-                println!("Added domain {}.", d.name);
-                println!("Next: `tern user add someone@{}` to create an account.", d.name);
+                super::mail::add_dkim_keys(&store, &d.name).await?;
+                println!("Added domain {} with DKIM keys for signing its outgoing mail.", d.name);
+                println!("Next: `tern user add someone@{}` to create an account;", d.name);
+                println!("`tern domain dkim {}` prints the DNS records to publish.", d.name);
+            }
+            DomainCommand::Dkim { domain, rotate, delete } => {
+                super::mail::dkim(&store, &domain, rotate, delete).await?;
+            }
+            DomainCommand::Receiving { domain, receiving } => {
+                let on = receiving == "yes";
+                store.set_domain_receiving(&domain, on).await?;
+                if on {
+                    println!("The MX now accepts mail for {domain}.");
+                } else {
+                    println!("The MX now asks senders to retry mail for {domain} later (451 4.3.2).");
+                }
             }
             DomainCommand::List(f) => {
                 let domains = store.domains().await?;
@@ -32,10 +46,11 @@ pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
                             d.accounts.to_string(),
                             d.aliases.to_string(),
                             d.catch_all.clone().unwrap_or_else(|| "-".into()),
+                            if d.receiving { "yes" } else { "not yet" }.into(),
                         ]
                     })
                     .collect();
-                print_table(&["DOMAIN", "ACCOUNTS", "ALIASES", "CATCH-ALL"], &rows);
+                print_table(&["DOMAIN", "ACCOUNTS", "ALIASES", "CATCH-ALL", "RECEIVING"], &rows);
             }
             DomainCommand::Remove { domain } => {
                 store.delete_domain(&domain).await?;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod import;
+pub mod mail;
 pub mod migrate;
 pub mod server;
 

@@ -66,6 +66,7 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
         )?;
         let store = data.open_store()?;
         store.create_domain(&domain).await?;
+        super::mail::add_dkim_keys(&store, &domain).await?;
         let admin = format!("admin@{domain}");
         let secret = password::generate();
         store
@@ -112,7 +113,8 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     write_config(&data, &config)?;
     let store = data.open_store()?;
     match store.create_domain(&domain).await {
-        Ok(_) | Err(tern_store::StoreError::DomainExists(_)) => {}
+        Ok(_) => super::mail::add_dkim_keys(&store, &domain).await?,
+        Err(tern_store::StoreError::DomainExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
     store.close().await?;
@@ -135,6 +137,11 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
         data.0.display()
     );
     println!("  3. Start: tern --data {} serve", data.0.display());
+    println!(
+        "  4. Publish the DNS records for sending (MX, SPF, DKIM, DMARC): tern --data {} domain dkim {domain}",
+        data.0.display()
+    );
+    println!("     and docs/sending.md");
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The SASL PLAIN mechanism (RFC 4616) as POP3 AUTH carries it (RFC 5034 §4).
+//! The SASL PLAIN mechanism (RFC 4616) as POP3 AUTH (RFC 5034 §4) and SMTP AUTH (RFC 4954
+//! §4) carry it: base64 of authzid NUL authcid NUL password.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

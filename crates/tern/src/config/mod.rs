@@ -21,6 +21,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::listeners::TlsMode;
 
+mod mail;
+pub use mail::*;
+
 /// The config file's name inside the data folder.
 pub const FILE_NAME: &str = "tern.toml";
 
@@ -49,6 +52,14 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub queue: QueueSection,
+    #[serde(default)]
+    pub relay: RelaySection,
+    #[serde(default)]
+    pub dns: DnsSection,
 }
 
 /// `[tls]`: the certificate every TLS port and every STARTTLS upgrade uses.
@@ -477,6 +488,10 @@ impl Config {
             log: LogConfig::default(),
             store: StoreConfig::default(),
             shutdown: ShutdownConfig::default(),
+            smtp: SmtpSection::default(),
+            queue: QueueSection::default(),
+            relay: RelaySection::default(),
+            dns: DnsSection::default(),
         })
     }
 
@@ -524,6 +539,10 @@ impl Config {
             log: LogConfig::default(),
             store: StoreConfig::default(),
             shutdown: ShutdownConfig::default(),
+            smtp: SmtpSection::default(),
+            queue: QueueSection::default(),
+            relay: RelaySection::default(),
+            dns: DnsSection::default(),
         })
     }
 
@@ -590,7 +609,7 @@ impl Config {
             "max_connections_per_ip = {}",
             self.limits.max_connections_per_ip
         ));
-        line("# Largest message accepted, in bytes (IMAP APPEND; SMTP later).");
+        line("# Largest message accepted, in bytes (IMAP APPEND, SMTP SIZE).");
         line(&format!("max_message_size = {}", self.limits.max_message_size));
         line("");
         line("[log]");
@@ -605,6 +624,8 @@ impl Config {
         line("# On SIGTERM or Ctrl-C, new connections are refused at once and open sessions");
         line("# get this many seconds to finish before they are cut.");
         line(&format!("grace_seconds = {}", self.shutdown.grace_seconds));
+        line("");
+        self.mail_toml(&mut line);
         out
     }
 
@@ -675,6 +696,8 @@ impl Config {
                 message: "must be between 1024 and 1073741824 bytes (1 GiB)".to_string(),
             });
         }
+
+        self.check_mail()?;
 
         if self.shutdown.grace_seconds > MAX_GRACE_SECONDS {
             return Err(ConfigErrorKind::InvalidValue {
@@ -761,6 +784,15 @@ pub enum ConfigErrorKind {
 }
 
 impl ConfigError {
+    /// An error found after loading (reading a file the config names), in `file`.
+    pub fn in_file(file: &Path, kind: ConfigErrorKind) -> Self {
+        ConfigError {
+            file: Some(file.to_path_buf()),
+            line: None,
+            kind,
+        }
+    }
+
     fn without_file(kind: ConfigErrorKind) -> Self {
         ConfigError {
             file: None,
