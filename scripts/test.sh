@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs Tern's whole test suite on a Debian machine. Installs the real peers the tests
-# talk to (Dovecot, Python, curl, mbsync, offlineimap, fetchmail) with apt-get when they
-# are missing, then runs every test of the workspace. Tests start their own peers on
-# free loopback ports and clean up.
+# talk to (Dovecot, Postfix, swaks, Python with dkimpy, opendkim-tools, curl, mbsync,
+# offlineimap, fetchmail) with apt-get when they are missing, then runs every test of
+# the workspace. Tests start their own peers on free loopback ports and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl
-  isync offlineimap3 fetchmail)
+  isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,16 @@
 //! Test support for Tern: generated mail corpora (`corpus` for single messages,
 //! `migration_corpus` for whole mailboxes), fixtures that run real peers on loopback
-//! (Dovecot now; Postfix in a later issue), and a small independent IMAP client that
+//! (Dovecot; Postfix for SMTP), and a small independent IMAP client that
 //! fills and reads back mailboxes (`imap`). Used by tests and benches only.
+//! For SMTP: in-process DNS (`dns`), Postfix (`postfix`), scripted peers (`smtp_peer`), dkimpy (`dkim_check`).
 
 pub mod accounts;
 pub mod corpus;
+pub mod dkim_check;
+pub mod dns;
 pub mod dovecot;
 pub mod imap;
 pub mod migration_corpus;
+pub mod postfix;
 pub mod python;
+pub mod smtp_peer;
