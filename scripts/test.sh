@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl
-  isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd)
+  isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd
+  libnet-ssleay-perl libio-socket-ssl-perl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -287,8 +287,10 @@ impl Deliverer {
                     r.last_reply = Some(reply.clone());
                     r.remote_host = host.clone();
                     if expired {
+                        // Returned with the last reply and its 4.x.x status, as
+                        // RFC 3464 §2.3.4 has it: the failure was never permanent.
                         r.status = Status::Failed;
-                        r.last_reply = Some(format!("gave up after {} attempts; last reply: {reply}", r.attempts));
+                        info!(id = %entry.id, rcpt = %r.address, attempts = r.attempts, "gave up; bouncing");
                         failed.push(r.clone());
                     } else {
                         tempfailed = true;

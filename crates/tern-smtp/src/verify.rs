@@ -93,8 +93,8 @@ pub async fn check(
         .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
         .with_arc_result(&arc, ip)
         .with_dmarc_result(&dmarc);
-    let failed =
-        matches!(dmarc.dkim_result(), DmarcResult::Fail(_)) && matches!(dmarc.spf_result(), DmarcResult::Fail(_));
+    // RFC 7489 §6.6.2: fails when neither an aligned SPF nor an aligned DKIM passes.
+    let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
     let verdict = match (failed, dmarc.policy()) {
         (true, Policy::Reject) => DmarcVerdict::Reject,
         (true, Policy::Quarantine) => DmarcVerdict::Quarantine,
