@@ -511,7 +511,7 @@ impl Deliverer {
         smarthost: Option<&Smarthost>,
     ) -> Result<Connected, Outcome> {
         let port = smarthost.map_or(self.config.remote_port, |s| s.port);
-        let mut last = format!("451 4.4.1 no mail server of the destination answered");
+        let mut last = "451 4.4.1 no mail server of the destination answered".to_string();
         let mut last_host = None;
         for (host, known) in hosts {
             let ips = match known {

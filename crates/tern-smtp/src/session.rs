@@ -9,7 +9,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -37,6 +36,8 @@ const MAX_BAD_COMMANDS: u32 = 20;
 /// Failed AUTH attempts per connection before it is closed (the login limits of
 /// tern-net also apply across connections).
 const MAX_AUTH_FAILURES: u32 = 3;
+/// The longest command line accepted, CRLF included.
+const MAX_COMMAND_LINE: usize = 4096;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -264,17 +265,35 @@ impl<'a> Session<'a> {
 
     async fn run(&mut self, wire: &mut Wire) -> io::Result<Ending> {
         let mut receiver = RequestReceiver::default();
+        // Inside an over-long line: its rest is thrown away up to the next line end.
+        let mut discarding = false;
         loop {
-            let (parsed, used) = {
-                let data = wire.pending();
-                let mut iter = data.iter();
-                let parsed = receiver.ingest(&mut iter).map(Request::into_owned);
-                (parsed, data.len() - iter.len())
-            };
-            wire.consume(used);
-            let flow = match parsed {
-                Ok(request) => self.command(request, wire).await?,
-                Err(smtp_proto::Error::NeedsMoreData { .. }) => {
+            let flow = match wire.pending().iter().position(|&b| b == b'\n') {
+                // Only whole lines go to the parser, so the length limit holds however
+                // the line arrived (RFC 5321 §4.5.3.1.4 allows 512 octets; extensions'
+                // parameters need more).
+                Some(end) if discarding || end + 1 > MAX_COMMAND_LINE => {
+                    wire.consume(end + 1);
+                    discarding = false;
+                    self.bad(wire, Reply::new(500, "5.5.2", "line too long"))
+                }
+                Some(end) => {
+                    let parsed = {
+                        let line = &wire.pending()[..end + 1];
+                        receiver.ingest(&mut line.iter()).map(Request::into_owned)
+                    };
+                    wire.consume(end + 1);
+                    match parsed {
+                        Ok(request) => self.command(request, wire).await?,
+                        Err(e) => self.bad(wire, parse_error(&e)),
+                    }
+                }
+                None => {
+                    if wire.pending().len() > MAX_COMMAND_LINE {
+                        let all = wire.pending().len();
+                        wire.consume(all);
+                        discarding = true;
+                    }
                     match wire.fill(self.server.config.command_timeout, &self.shutdown).await? {
                         Input::Data => continue,
                         Input::Closed => return Ok(Ending::Closed),
@@ -292,7 +311,6 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Err(e) => self.bad(wire, parse_error(&e)),
             };
             match flow {
                 Flow::Continue => {}
@@ -1107,7 +1125,3 @@ impl std::fmt::Debug for Session<'_> {
             .finish()
     }
 }
-
-/// Keeps the compiler honest about what `Arc` is for here.
-#[allow(dead_code)]
-type Shared = Arc<SmtpServer>;

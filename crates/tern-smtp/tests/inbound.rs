@@ -143,6 +143,7 @@ async fn pipelined_commands_and_bad_input_keep_the_session() {
         &[
             (b"EHLO client.test\r\n", 1),
             (b"FROB nothing\r\n", 1),
+            (format!("NOOP {}\r\n", "x".repeat(5000)).as_bytes(), 1),
             (b"MAIL FROM:<a@remote.test> BOGUS=1\r\n", 1),
             (b"RCPT TO:<x@example.test>\r\n", 1),
             (b"DATA\r\n", 1),
@@ -157,10 +158,12 @@ async fn pipelined_commands_and_bad_input_keep_the_session() {
     assert_eq!(
         codes,
         [
-            "220", "250", "500", "555", "503", "503", "250", "550", "250", "354", "250", "250", "252", "250", "221"
+            "220", "250", "500", "500", "555", "503", "503", "250", "550", "250", "354", "250", "250", "252", "250",
+            "221"
         ],
         "{t}"
     );
+    assert!(r[3].starts_with("500 5.5.2 line too long"), "{t}");
     assert!(t.contains("250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"), "{t}");
     assert!(t.contains("250-CHUNKING") && t.contains("250 STARTTLS"), "{t}");
     // No AUTH on the MX.

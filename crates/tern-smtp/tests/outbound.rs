@@ -217,6 +217,19 @@ async fn delays_are_notified_and_expired_messages_bounce() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_domain_without_mx_is_its_own_mail_server() {
+    let peer = ScriptedSmtp::start(Behaviour::Accept).unwrap();
+    let h = Harness::start_with(|s| s.config.remote_port = peer.port()).await;
+    // RFC 5321 §5.1: no MX records, but an address: that host is the implicit MX.
+    h.dns.set_a("plain.test", &[Ipv4Addr::LOCALHOST]);
+    alice_sends(&h, &["x@plain.test"], &message(ALICE, "x@plain.test", "implicit MX")).await;
+    h.wait_queue_empty(Duration::from_secs(10)).await;
+    assert_eq!(peer.transactions().len(), 1);
+    assert_eq!(peer.transactions()[0].rcpt_to, vec!["x@plain.test".to_string()]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn domains_without_mail_servers_bounce_at_once() {
     let h = Harness::start().await;
     h.dns.set_mx("nomail.test", &[(0, ".")]);

@@ -83,9 +83,26 @@ async fn plain_and_login_over_starttls_and_implicit_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nobody_sends_as_someone_else() {
     let h = Harness::start_with(|s| s.deliver = false).await;
-    // Wrong password.
+    // Wrong password; three wrong tries end the connection.
     let r = submit(h.submission.port(), false, "PLAIN", ALICE, "guess", ALICE, &[BOB], "x").await;
     assert_eq!(r["login"][0], 535, "{r}");
+    let wrong = "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABndWVzcw==\r\n"; // alice / guess
+    let script = r#"
+port, line = int(sys.argv[1]), sys.argv[2]
+s = smtplib.SMTP("127.0.0.1", port)
+s.starttls(context=ctx)
+s.ehlo()
+codes = []
+for i in range(4):
+    try:
+        s.send(line.encode())
+        codes.append(s.getreply()[0])
+    except smtplib.SMTPServerDisconnected:
+        codes.append("closed")
+out(codes)
+"#;
+    let r = python(script, vec![h.submission.port().to_string(), wrong.into()]).await;
+    assert_eq!(r, serde_json::json!([535, 535, 535, "closed"]), "{r}");
     // Envelope sender that is bob's.
     let r = submit(
         h.submission.port(),
