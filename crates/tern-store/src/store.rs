@@ -11,9 +11,10 @@ use tokio::sync::broadcast;
 
 use crate::metadata::MessageMetadata;
 use crate::{
-    Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate,
-    Mailbox, MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
-    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, TextField, Uid, DkimKey, NewQueueEntry, QueueEntry, QueueId,
+    Account, AccountId, Alias, Appended, ChangeEvent, Changes, CopyResult, DkimKey, Domain, Expunge, FlagOp, Flags,
+    FlagsUpdate, Mailbox, MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId,
+    MigrationId, MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, NewQueueEntry, QueueEntry, QueueId,
+    Result, SpecialUse, TextField, Uid,
 };
 
 #[async_trait]
@@ -209,8 +210,13 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_message(&self, id: QueueId) -> Result<Vec<u8>>;
     /// Leases up to `limit` entries that are due (next attempt passed) and not leased by
     /// a live worker: free, expired, ours, or held by one of `dead_owners`.
-    async fn claim_queue(&self, owner: &str, until: i64, dead_owners: &[String], limit: usize)
-    -> Result<Vec<QueueEntry>>;
+    async fn claim_queue(
+        &self,
+        owner: &str,
+        until: i64,
+        dead_owners: &[String],
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>>;
     /// Records a delivery attempt's outcome and gives the lease back. Only the lease
     /// holder may (another worker's newer state is never overwritten).
     async fn update_queue_entry(&self, id: QueueId, owner: &str, envelope: &str, next_attempt: i64) -> Result<()>;

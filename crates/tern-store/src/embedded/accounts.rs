@@ -68,7 +68,10 @@ pub fn delete_domain(conn: &Connection, name: &str) -> Result<(), StoreError> {
 
 pub fn set_receiving(conn: &Connection, domain: &str, receiving: bool) -> Result<(), StoreError> {
     let d = domain_id(conn, domain)?;
-    conn.execute("UPDATE domains SET receiving = ?1 WHERE id = ?2", params![receiving, d.0])?;
+    conn.execute(
+        "UPDATE domains SET receiving = ?1 WHERE id = ?2",
+        params![receiving, d.0],
+    )?;
     Ok(())
 }
 

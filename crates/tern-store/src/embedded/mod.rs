@@ -35,10 +35,10 @@ use crate::blob::BlobStore;
 use crate::changes::{ChangeBus, ChangeEvent, ChangeKind};
 use crate::metadata::MessageMetadata;
 use crate::{
-    Account, AccountId, Alias, Appended, Changes, CopyResult, Domain, Expunge, FlagOp, Flags, FlagsUpdate, Mailbox,
-    MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
-    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, Result, SpecialUse, Store, StoreError, TextField,
-    Uid, DkimKey, NewQueueEntry, QueueEntry, QueueId,
+    Account, AccountId, Alias, Appended, Changes, CopyResult, DkimKey, Domain, Expunge, FlagOp, Flags, FlagsUpdate,
+    Mailbox, MailboxId, MessageSummary, MigratedMessage, Migration, MigrationFolder, MigrationFolderId, MigrationId,
+    MigrationSource, ModSeq, NewAccount, NewMessage, NewMigration, NewQueueEntry, QueueEntry, QueueId, Result,
+    SpecialUse, Store, StoreError, TextField, Uid,
 };
 use messages::Prepared;
 use writer::{Effects, Writer};
@@ -731,8 +731,13 @@ impl Store for EmbeddedStore {
         tokio::task::spawn_blocking(move || files.put(QUEUE_OWNER, &hash, &raw))
             .await
             .map_err(|e| StoreError::Corrupt(format!("writing a queued message panicked: {e}")))??;
-        self.write_events(move |c| Ok((outbound::insert(c, &sender, &hash, size, &envelope, next_attempt)?, Vec::new())))
-            .await
+        self.write_events(move |c| {
+            Ok((
+                outbound::insert(c, &sender, &hash, size, &envelope, next_attempt)?,
+                Vec::new(),
+            ))
+        })
+        .await
     }
 
     async fn queue_entries(&self) -> Result<Vec<QueueEntry>> {

@@ -58,7 +58,11 @@ pub fn hash(conn: &Connection, id: QueueId) -> Result<Vec<u8>, StoreError> {
 
 /// Whether any other entry still refers to the same file (the same message queued twice).
 pub fn hash_shared(conn: &Connection, hash: &[u8]) -> Result<bool, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM queue WHERE hash = ?1", [hash], |r| r.get::<_, i64>(0))? > 0)
+    Ok(
+        conn.query_row("SELECT count(*) FROM queue WHERE hash = ?1", [hash], |r| {
+            r.get::<_, i64>(0)
+        })? > 0,
+    )
 }
 
 pub fn claim(

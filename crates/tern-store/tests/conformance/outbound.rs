@@ -1,7 +1,7 @@
 //! SMTP's records: delivery to many mailboxes, the outbound queue, DKIM keys, and
 //! whether a domain receives yet.
 
-use tern_store::{DkimAlgorithm, DkimKey, NewAccount, NewMessage, NewQueueEntry, StoreError, INBOX};
+use tern_store::{DkimAlgorithm, DkimKey, INBOX, NewAccount, NewMessage, NewQueueEntry, StoreError};
 
 use super::{Fixture, with_alice};
 
@@ -38,7 +38,11 @@ pub async fn deliver_to_many_stores_once_and_skips_a_full_mailbox(f: Fixture) {
     assert_eq!(results.len(), 3);
     assert_eq!(results[0].as_ref().unwrap().uid, 1);
     assert_eq!(results[1].as_ref().unwrap().uid, 1);
-    assert!(matches!(results[2], Err(StoreError::QuotaExceeded { .. })), "{:?}", results[2]);
+    assert!(
+        matches!(results[2], Err(StoreError::QuotaExceeded { .. })),
+        "{:?}",
+        results[2]
+    );
     for mb in &inboxes[..2] {
         assert_eq!(f.store.read_message(*mb, 1).await.unwrap(), raw);
     }
@@ -80,16 +84,27 @@ pub async fn queue_lifecycle_and_leases(f: Fixture) {
     assert_eq!((e.sender.as_str(), e.size), ("alice@example.test", raw.len() as u64));
 
     // Only the due entry is claimed, and only by one worker.
-    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 60;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 60;
     let claimed = f.store.claim_queue("a:1", until, &[], 10).await.unwrap();
     assert_eq!(claimed.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
     assert!(f.store.claim_queue("b:2", until, &[], 10).await.unwrap().is_empty());
     // A dead holder's lease is taken over at once.
-    let taken = f.store.claim_queue("b:2", until, &["a:1".to_string()], 10).await.unwrap();
+    let taken = f
+        .store
+        .claim_queue("b:2", until, &["a:1".to_string()], 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     // The old holder may no longer write its outcome.
     assert!(f.store.update_queue_entry(id, "a:1", "{}", 0).await.is_err());
-    f.store.update_queue_entry(id, "b:2", r#"{"tried":1}"#, i64::MAX / 2).await.unwrap();
+    f.store
+        .update_queue_entry(id, "b:2", r#"{"tried":1}"#, i64::MAX / 2)
+        .await
+        .unwrap();
     let e = f.store.queue_entry(id).await.unwrap();
     assert_eq!((e.envelope.as_str(), e.lease), (r#"{"tried":1}"#, None));
     assert!(f.store.claim_queue("a:1", until, &[], 10).await.unwrap().is_empty());
@@ -99,8 +114,14 @@ pub async fn queue_lifecycle_and_leases(f: Fixture) {
     // Two entries share one file; deleting one keeps the other's message.
     f.store.delete_queue_entry(id).await.unwrap();
     assert_eq!(f.store.queue_message(later).await.unwrap(), raw);
-    assert!(matches!(f.store.queue_entry(id).await, Err(StoreError::NoSuchQueueEntry(_))));
-    assert!(matches!(f.store.delete_queue_entry(id).await, Err(StoreError::NoSuchQueueEntry(_))));
+    assert!(matches!(
+        f.store.queue_entry(id).await,
+        Err(StoreError::NoSuchQueueEntry(_))
+    ));
+    assert!(matches!(
+        f.store.delete_queue_entry(id).await,
+        Err(StoreError::NoSuchQueueEntry(_))
+    ));
     f.store.delete_queue_entry(later).await.unwrap();
     assert!(f.store.queue_entries().await.unwrap().is_empty());
 }
@@ -117,18 +138,27 @@ pub async fn dkim_keys_and_receiving(f: Fixture) {
         active: true,
     };
     f.store.add_dkim_key(key("r1", DkimAlgorithm::RsaSha256)).await.unwrap();
-    f.store.add_dkim_key(key("e1", DkimAlgorithm::Ed25519Sha256)).await.unwrap();
+    f.store
+        .add_dkim_key(key("e1", DkimAlgorithm::Ed25519Sha256))
+        .await
+        .unwrap();
     assert!(f.store.add_dkim_key(key("r1", DkimAlgorithm::RsaSha256)).await.is_err());
     let mut orphan = key("x", DkimAlgorithm::RsaSha256);
     orphan.domain = "nowhere.test".into();
-    assert!(matches!(f.store.add_dkim_key(orphan).await, Err(StoreError::NoSuchDomain(_))));
+    assert!(matches!(
+        f.store.add_dkim_key(orphan).await,
+        Err(StoreError::NoSuchDomain(_))
+    ));
     f.store.set_dkim_key_active("example.test", "r1", false).await.unwrap();
     let keys = f.store.dkim_keys(Some("example.test")).await.unwrap();
     assert_eq!(keys.len(), 2);
     let r1 = keys.iter().find(|k| k.selector == "r1").unwrap();
     assert!(!r1.active);
     assert_eq!(r1.private_key, vec![1, 2, 3]);
-    assert_eq!(keys.iter().find(|k| k.selector == "e1").unwrap().algorithm, DkimAlgorithm::Ed25519Sha256);
+    assert_eq!(
+        keys.iter().find(|k| k.selector == "e1").unwrap().algorithm,
+        DkimAlgorithm::Ed25519Sha256
+    );
     f.store.delete_dkim_key("example.test", "r1").await.unwrap();
     assert!(matches!(
         f.store.delete_dkim_key("example.test", "r1").await,
