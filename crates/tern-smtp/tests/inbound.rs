@@ -426,3 +426,30 @@ async fn postfix_relays_into_tern() {
     assert!(raw.matches("Received: ").count() >= 2, "{raw}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recipient_limit_and_idle_timeout() {
+    let h = Harness::start_with(|s| {
+        s.config.max_recipients = 2;
+        s.config.command_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let t = raw_session(
+        h.smtp,
+        &[
+            (b"EHLO client.test\r\n", 1),
+            (
+                format!("MAIL FROM:<a@remote.test>\r\nRCPT TO:<{ALICE}>\r\nRCPT TO:<{BOB}>\r\nRCPT TO:<sales@example.test>\r\n")
+                    .as_bytes(),
+                4,
+            ),
+            // Then silence: RFC 5321 §4.5.3.2.7 lets the server give up (here after 1 s).
+            (b"", 1),
+        ],
+    )
+    .await;
+    let r = replies(&t);
+    assert!(r[5].starts_with("452 4.5.3"), "{t}");
+    assert!(r[6].starts_with("421 4.3.2") && r[6].contains("timeout"), "{t}");
+    h.stop().await;
+}

@@ -196,3 +196,31 @@ async fn hourly_limits_per_sender() {
     assert_eq!(r["refused"], serde_json::json!({}), "{r}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn swaks_submits_over_starttls_with_auth() {
+    if !std::process::Command::new("swaks")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipping: swaks is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let h = Harness::start_with(|s| s.deliver = false).await;
+    let port = h.submission.port();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{port}"), "--tls", "--auth", "LOGIN"])
+            .args(["--auth-user", ALICE, "--auth-password", PASSWORD])
+            .args(["--from", ALICE, "--h-From", ALICE, "--to", BOB, "--body", "from swaks"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let inbox = h.wait_for(BOB, "INBOX", 1).await;
+    assert!(String::from_utf8_lossy(&inbox[0]).contains("from swaks"));
+    h.stop().await;
+}

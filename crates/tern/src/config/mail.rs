@@ -96,49 +96,55 @@ impl Default for QueueSection {
     }
 }
 
-/// `[relay]` (and `[relay.domains."example.com"]`): a smarthost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `[relay]`: a smarthost for all outgoing mail, and (`[relay.domains."example.com"]`)
+/// per sending domain. The keys are spelt out in both tables rather than shared with
+/// serde's flatten, which would lose the key's name in error messages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub struct RelaySection {
     /// Host name of the smarthost for all outgoing mail; empty: deliver directly.
     pub host: String,
-    #[serde(flatten)]
-    pub settings: RelaySettings,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub username: String,
+    pub password_file: PathBuf,
     /// Smarthosts for mail from one sending domain, overriding the global one.
     pub domains: BTreeMap<String, DomainRelay>,
 }
 
-/// How to talk to a smarthost.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a table")]
-pub struct RelaySettings {
-    pub port: u16,
-    /// "starttls" (port 587), "implicit" (port 465) or "opportunistic" (STARTTLS if
-    /// offered, certificate not checked: only for a relay on a trusted network).
-    pub tls: RelayTls,
-    /// User name for AUTH; empty: no login.
-    pub username: String,
-    /// File holding the password (first line), relative to the data folder.
-    pub password_file: PathBuf,
-}
-
-impl Default for RelaySettings {
+impl Default for RelaySection {
     fn default() -> Self {
-        RelaySettings {
-            port: 587,
+        RelaySection {
+            host: String::new(),
+            port: DEFAULT_RELAY_PORT,
             tls: RelayTls::StartTls,
             username: String::new(),
             password_file: PathBuf::new(),
+            domains: BTreeMap::new(),
         }
     }
 }
 
+/// Submission (RFC 6409), what relays take logins on.
+const DEFAULT_RELAY_PORT: u16 = 587;
+
+fn default_relay_port() -> u16 {
+    DEFAULT_RELAY_PORT
+}
+
+/// `[relay.domains."example.com"]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct DomainRelay {
     pub host: String,
-    #[serde(flatten)]
-    pub settings: RelaySettings,
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: RelayTls,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -183,30 +189,34 @@ pub struct DnsSection {
     pub nameservers: Vec<SocketAddr>,
 }
 
-impl RelaySettings {
-    fn smarthost(&self, host: &str, data_dir: &Path, key: &str) -> Result<tern_smtp::Smarthost, ConfigErrorKind> {
-        let credentials = if self.username.is_empty() {
-            None
-        } else {
-            let path = data_dir.join(&self.password_file);
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigErrorKind::InvalidValue {
-                key: format!("{key}.password_file"),
-                message: format!(
-                    "cannot read {} ({e}); put the smarthost password on its first line",
-                    path.display()
-                ),
-            })?;
-            let password = text.lines().next().unwrap_or("").to_string();
-            Some((self.username.clone(), password))
-        };
-        Ok(tern_smtp::Smarthost {
-            host: host.to_string(),
-            port: self.port,
-            implicit_tls: self.tls == RelayTls::Implicit,
-            require_tls: self.tls != RelayTls::Opportunistic,
-            credentials,
-        })
-    }
+/// A smarthost's settings as tern-smtp takes them; reads the password file. `key` names
+/// the table in errors.
+fn relay_smarthost(
+    (host, port, tls, username, password_file): (&str, u16, RelayTls, &str, &Path),
+    data_dir: &Path,
+    key: &str,
+) -> Result<tern_smtp::Smarthost, ConfigErrorKind> {
+    let credentials = if username.is_empty() {
+        None
+    } else {
+        let path = data_dir.join(password_file);
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigErrorKind::InvalidValue {
+            key: format!("{key}.password_file"),
+            message: format!(
+                "cannot read {} ({e}); put the smarthost password on its first line",
+                path.display()
+            ),
+        })?;
+        let password = text.lines().next().unwrap_or("").to_string();
+        Some((username.to_string(), password))
+    };
+    Ok(tern_smtp::Smarthost {
+        host: host.to_string(),
+        port,
+        implicit_tls: tls == RelayTls::Implicit,
+        require_tls: tls != RelayTls::Opportunistic,
+        credentials,
+    })
 }
 
 impl super::Config {
@@ -215,14 +225,29 @@ impl super::Config {
         let smarthost = if self.relay.host.is_empty() {
             None
         } else {
-            Some(self.relay.settings.smarthost(&self.relay.host, data_dir, "relay")?)
+            let r = &self.relay;
+            Some(relay_smarthost(
+                (&r.host, r.port, r.tls, &r.username, &r.password_file),
+                data_dir,
+                "relay",
+            )?)
         };
         let mut domain_smarthosts = Vec::new();
         for (domain, relay) in &self.relay.domains {
             let key = format!("relay.domains.{domain}");
             domain_smarthosts.push((
                 domain.to_ascii_lowercase(),
-                relay.settings.smarthost(&relay.host, data_dir, &key)?,
+                relay_smarthost(
+                    (
+                        &relay.host,
+                        relay.port,
+                        relay.tls,
+                        &relay.username,
+                        &relay.password_file,
+                    ),
+                    data_dir,
+                    &key,
+                )?,
             ));
         }
         Ok(tern_smtp::SmtpConfig {
@@ -323,31 +348,90 @@ impl super::Config {
         line("# port 25 out). Empty: Tern delivers to each domain's MX itself. Per sending");
         line("# domain: [relay.domains.\"example.com\"] with the same keys.");
         line(&format!("host = {}", toml_string(&self.relay.host)));
-        line(&format!("port = {}", self.relay.settings.port));
+        line(&format!("port = {}", self.relay.port));
         line("# \"starttls\", \"implicit\" (TLS from the first byte, port 465) or \"opportunistic\".");
-        line(&format!("tls = {}", toml_string(self.relay.settings.tls.as_str())));
+        line(&format!("tls = {}", toml_string(self.relay.tls.as_str())));
         line("# Login at the smarthost; the password is the first line of password_file.");
-        line(&format!("username = {}", toml_string(&self.relay.settings.username)));
+        line(&format!("username = {}", toml_string(&self.relay.username)));
         line(&format!(
             "password_file = {}",
-            super::toml_path(&self.relay.settings.password_file)
+            super::toml_path(&self.relay.password_file)
         ));
         for (domain, relay) in &self.relay.domains {
             line("");
             line(&format!("[relay.domains.{}]", toml_string(domain)));
             line(&format!("host = {}", toml_string(&relay.host)));
-            line(&format!("port = {}", relay.settings.port));
-            line(&format!("tls = {}", toml_string(relay.settings.tls.as_str())));
-            line(&format!("username = {}", toml_string(&relay.settings.username)));
-            line(&format!(
-                "password_file = {}",
-                super::toml_path(&relay.settings.password_file)
-            ));
+            line(&format!("port = {}", relay.port));
+            line(&format!("tls = {}", toml_string(relay.tls.as_str())));
+            line(&format!("username = {}", toml_string(&relay.username)));
+            line(&format!("password_file = {}", super::toml_path(&relay.password_file)));
         }
         line("");
         line("[dns]");
         line("# Resolvers for SPF/DKIM/DMARC checks and MX lookups, as \"IP:PORT\".");
         line("# Empty: the system's (/etc/resolv.conf).");
         line(&format!("nameservers = {}", super::addr_list(&self.dns.nameservers)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    const BASE: &str = "hostname = \"mail.example.com\"\n";
+
+    fn load(text: &str, dir: &Path) -> Result<Config, String> {
+        Config::from_toml_str(text, &dir.join("tern.toml"), dir).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn smarthosts_globally_and_per_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay-password"), "s3cret\nignored\n").unwrap();
+        let text = format!(
+            "{BASE}[smtp]\ndmarc_reject = \"junk\"\n[relay]\nhost = \"smtp.provider.example\"\n\
+             username = \"tern@example.com\"\npassword_file = \"relay-password\"\n\
+             [relay.domains.\"example.org\"]\nhost = \"relay.example.org\"\nport = 465\ntls = \"implicit\"\n\
+             [dns]\nnameservers = [\"127.0.0.1:5353\"]\n"
+        );
+        let config = load(&text, dir.path()).unwrap();
+        let smtp = config.smtp_config(dir.path()).unwrap();
+        assert_eq!(smtp.dmarc_reject, tern_smtp::DmarcReject::Junk);
+        let global = smtp.smarthost.unwrap();
+        assert_eq!(
+            (global.host.as_str(), global.port, global.require_tls),
+            ("smtp.provider.example", 587, true)
+        );
+        assert_eq!(global.credentials, Some(("tern@example.com".into(), "s3cret".into())));
+        let (domain, per_domain) = &smtp.domain_smarthosts[0];
+        assert_eq!(domain, "example.org");
+        assert!(per_domain.implicit_tls && per_domain.credentials.is_none());
+        assert_eq!(smtp.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        // What Tern writes reads back the same.
+        assert_eq!(load(&config.to_toml_string(), dir.path()).unwrap(), config);
+    }
+
+    #[test]
+    fn bad_smtp_settings_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(
+            &format!("{BASE}[relay]\nhost = \"x\"\ntls = \"sometimes\"\n"),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(err.contains("relay.tls") && err.contains("\"starttls\""), "{err}");
+        let err = load(&format!("{BASE}[smtp]\nmax_recipients = 0\n"), dir.path()).unwrap_err();
+        assert!(err.contains("smtp.max_recipients"), "{err}");
+        let err = load(&format!("{BASE}[queue]\nremote_port = 0\n"), dir.path()).unwrap_err();
+        assert!(err.contains("queue.remote_port"), "{err}");
+        let config = load(
+            &format!("{BASE}[relay]\nhost = \"x\"\nusername = \"u\"\npassword_file = \"missing\"\n"),
+            dir.path(),
+        )
+        .unwrap();
+        let err = config.smtp_config(dir.path()).unwrap_err();
+        let text = format!("{err:?}");
+        assert!(text.contains("relay.password_file"), "{text}");
     }
 }
