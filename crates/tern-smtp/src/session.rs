@@ -756,14 +756,8 @@ impl<'a> Session<'a> {
             if done {
                 break;
             }
-            match wire.fill(self.server.config.data_block_timeout, &self.shutdown).await? {
-                Input::Data => {}
-                Input::Closed => return Ok(Flow::Close),
-                Input::Timeout | Input::Shutdown => {
-                    self.tx = None;
-                    wire.reply(&reply::closing("timeout waiting for the message; closing"));
-                    return Ok(Flow::Close);
-                }
+            if let Some(flow) = self.more_of_the_message(wire).await? {
+                return Ok(flow);
             }
         }
         let reply = if too_big {
@@ -773,6 +767,23 @@ impl<'a> Session<'a> {
             self.finish(body).await
         };
         Ok(self.answer(wire, reply))
+    }
+
+    /// Waits for more of a message (DATA or a BDAT chunk); `Some` ends the session:
+    /// the client went away, stalled past the RFC 5321 §4.5.3.2.5 data-block
+    /// timeout, or the server is shutting down.
+    async fn more_of_the_message(&mut self, wire: &mut Wire) -> io::Result<Option<Flow>> {
+        Ok(
+            match wire.fill(self.server.config.data_block_timeout, &self.shutdown).await? {
+                Input::Data => None,
+                Input::Closed => Some(Flow::Close),
+                Input::Timeout | Input::Shutdown => {
+                    self.tx = None;
+                    wire.reply(&reply::closing("timeout waiting for the message; closing"));
+                    Some(Flow::Close)
+                }
+            },
+        )
     }
 
     /// RFC 3030 §2 BDAT: the message in chunks of a stated size, no dot-stuffing.
@@ -802,14 +813,8 @@ impl<'a> Session<'a> {
             if done {
                 break;
             }
-            match wire.fill(self.server.config.data_block_timeout, &self.shutdown).await? {
-                Input::Data => {}
-                Input::Closed => return Ok(Flow::Close),
-                Input::Timeout | Input::Shutdown => {
-                    self.tx = None;
-                    wire.reply(&reply::closing("timeout waiting for the message; closing"));
-                    return Ok(Flow::Close);
-                }
+            if let Some(flow) = self.more_of_the_message(wire).await? {
+                return Ok(flow);
             }
         }
         let Some(tx) = self.tx.as_mut() else {

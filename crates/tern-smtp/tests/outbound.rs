@@ -167,14 +167,7 @@ async fn several_messages_to_one_destination_share_a_connection() {
         )
         .await;
     }
-    let resolver = std::sync::Arc::new(tern_smtp::verify::resolver(&[h.dns.addr()]).unwrap());
-    let deliverer = std::sync::Arc::new(tern_smtp::outbound::Deliverer::new(
-        h.config.clone(),
-        h.queue.clone(),
-        resolver,
-        Duration::from_secs(1),
-        &[],
-    ));
+    let deliverer = h.deliverer(&[]);
     assert_eq!(deliverer.round().await.unwrap(), 3);
     assert_eq!(peer.transactions().len(), 3);
     assert_eq!(peer.connections(), 1);
@@ -277,14 +270,7 @@ async fn a_smarthost_with_login_and_verified_tls() {
         &message(ALICE, "far@away.test", "via the smarthost"),
     )
     .await;
-    let resolver = std::sync::Arc::new(tern_smtp::verify::resolver(&[h.dns.addr()]).unwrap());
-    let deliverer = std::sync::Arc::new(tern_smtp::outbound::Deliverer::new(
-        h.config.clone(),
-        h.queue.clone(),
-        resolver,
-        Duration::from_secs(1),
-        &[ca],
-    ));
+    let deliverer = h.deliverer(&[ca]);
     deliverer.round().await.unwrap();
     assert!(
         h.store.queue_entries().await.unwrap().is_empty(),

@@ -88,15 +88,44 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A Tern data folder whose remote.test MX is a scripted server that defers
+/// everything (until a test changes its behaviour).
+struct Setup {
+    _dns: TestDns,
+    peer: ScriptedSmtp,
+    _dir: tempfile::TempDir,
+    offset: u16,
+    data: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dns = TestDns::start().unwrap();
+        dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
+        dns.set_a("mx.remote.test", &[Ipv4Addr::LOCALHOST]);
+        let peer = ScriptedSmtp::start(Behaviour::TempfailAll).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let offset = free_offset();
+        let data = data_folder(dir.path(), offset, peer.port(), &dns);
+        Setup {
+            _dns: dns,
+            peer,
+            _dir: dir,
+            offset,
+            data,
+        }
+    }
+}
+
 #[test]
 fn queued_mail_survives_kill_9_and_is_delivered_exactly_once() {
-    let dns = TestDns::start().unwrap();
-    dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
-    dns.set_a("mx.remote.test", &[Ipv4Addr::LOCALHOST]);
-    let peer = ScriptedSmtp::start(Behaviour::TempfailAll).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let offset = free_offset();
-    let data = data_folder(dir.path(), offset, peer.port(), &dns);
+    let Setup {
+        _dns,
+        peer,
+        _dir,
+        offset,
+        data,
+    } = Setup::new();
     let mut server = serve(&data, 2525 + offset);
     submit(1587 + offset, 5);
     // Every message has been tried (and deferred) at least once.
@@ -142,13 +171,13 @@ fn queued_mail_survives_kill_9_and_is_delivered_exactly_once() {
 
 #[test]
 fn queue_and_dkim_commands() {
-    let dns = TestDns::start().unwrap();
-    dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
-    dns.set_a("mx.remote.test", &[Ipv4Addr::LOCALHOST]);
-    let peer = ScriptedSmtp::start(Behaviour::TempfailAll).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let offset = free_offset();
-    let data = data_folder(dir.path(), offset, peer.port(), &dns);
+    let Setup {
+        _dns,
+        peer: _peer,
+        _dir,
+        offset,
+        data,
+    } = Setup::new();
 
     // DKIM: two keys, their records, rotation, deletion rules.
     let records = ok(&tern(&data, &["domain", "dkim", "example.test"]));

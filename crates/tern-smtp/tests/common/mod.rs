@@ -186,6 +186,19 @@ impl Harness {
         }
     }
 
+    /// A delivery worker of this server's queue that a test drives round by round
+    /// (start the harness with `deliver = false`), trusting `extra_ca_files`.
+    pub fn deliverer(&self, extra_ca_files: &[String]) -> Arc<tern_smtp::outbound::Deliverer> {
+        let resolver = Arc::new(tern_smtp::verify::resolver(&[self.dns.addr()]).unwrap());
+        Arc::new(tern_smtp::outbound::Deliverer::new(
+            self.config.clone(),
+            self.queue.clone(),
+            resolver,
+            Duration::from_secs(1),
+            extra_ca_files,
+        ))
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop_delivery.take() {
             let _ = stop.send(true);
@@ -344,4 +357,25 @@ pub async fn submit(
 pub async fn alice_sends(h: &Harness, rcpts: &[&str], msg: &str) {
     let r = submit(h.submission.port(), false, "PLAIN", ALICE, PASSWORD, ALICE, rcpts, msg).await;
     assert_eq!(r["refused"], serde_json::json!({}), "{r}");
+}
+
+/// Runs swaks with `args`, or returns `None` (and says so) when it is not installed.
+pub async fn swaks(args: Vec<String>) -> Option<std::process::Output> {
+    if !std::process::Command::new("swaks")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipping: swaks is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("swaks").args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "swaks failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Some(out)
 }
