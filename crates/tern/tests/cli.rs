@@ -212,6 +212,11 @@ fn accounts_domains_and_aliases_from_the_command_line() {
         ],
     ));
     assert!(out.contains("Password: "), "{out}");
+    // The first user of a domain receives its postmaster@ and abuse@ mail.
+    assert!(
+        out.contains("postmaster@example.com now delivers to alice@example.com"),
+        "{out}"
+    );
     ok(&tern_stdin(
         data,
         &["user", "add", "bob@example.org", "--password-stdin"],
@@ -258,9 +263,25 @@ fn accounts_domains_and_aliases_from_the_command_line() {
     ok(&tern(data, &["alias", "add", "sales@example.org", "bob@example.org"]));
     let err = one_line_error(&tern(data, &["alias", "add", "bob@example.org", "alice@example.com"]));
     assert!(err.contains("already in use"), "{err}");
-    let aliases: serde_json::Value = serde_json::from_str(&ok(&tern(data, &["alias", "list", "--json"]))).unwrap();
-    assert_eq!(aliases[0]["address"], "sales@example.org");
-    assert_eq!(aliases[0]["target"], "bob@example.org");
+    let aliases: serde_json::Value = serde_json::from_str(&ok(&tern(
+        data,
+        &["alias", "list", "--domain", "example.org", "--json"],
+    )))
+    .unwrap();
+    let sales = aliases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "sales@example.org")
+        .unwrap();
+    assert_eq!(sales["target"], "bob@example.org");
+    let postmaster = aliases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == "postmaster@example.org")
+        .unwrap();
+    assert_eq!(postmaster["target"], "bob@example.org");
     ok(&tern(
         data,
         &["domain", "catch-all", "example.org", "--target", "bob@example.org"],
@@ -279,7 +300,15 @@ fn accounts_domains_and_aliases_from_the_command_line() {
     rt.block_on(async {
         let store = EmbeddedStore::open(&data.join("store")).unwrap();
         assert!(store.account("bob@example.org").await.is_err());
-        assert!(store.aliases(None).await.unwrap().is_empty());
+        // Bob's aliases went with him; alice keeps example.com's role addresses.
+        let left: Vec<String> = store
+            .aliases(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.address)
+            .collect();
+        assert_eq!(left, ["abuse@example.com", "postmaster@example.com"]);
         store.close().await.unwrap();
     });
 }

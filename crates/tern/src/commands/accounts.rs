@@ -99,6 +99,22 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                     })
                     .await?;
                 println!("Created {}.", a.address);
+                // RFC 5321 §4.5.1 requires postmaster@ at every domain that receives mail,
+                // RFC 2142 expects abuse@: the domain's first user gets them until the
+                // administrator points them elsewhere.
+                let domain = a.address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+                for role in ["postmaster", "abuse"] {
+                    let address = format!("{role}@{domain}");
+                    // Already reaching someone: an account, an alias or a catch-all.
+                    if store.resolve_recipient(&address).await?.is_some() {
+                        continue;
+                    }
+                    store.create_alias(&address, &a.address).await?;
+                    println!(
+                        "{address} now delivers to {} (RFC 5321 requires postmaster).",
+                        a.address
+                    );
+                }
                 if let Some(p) = shown {
                     println!("Password: {p}");
                     println!("(shown only now; change it with `tern user passwd {}`)", a.address);
