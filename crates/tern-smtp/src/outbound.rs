@@ -43,6 +43,8 @@ const LEASE_SECS: i64 = 15 * 60;
 const BATCH: usize = 64;
 /// Destinations delivered to at the same time.
 const PARALLEL_DESTINATIONS: usize = 16;
+/// How often leases of dead processes are looked for.
+const DEAD_OWNER_SCAN: Duration = Duration::from_secs(60);
 /// How often the queue is looked at when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(5);
 /// RFC 5321 §4.5.3.2 client timeouts: 5 minutes for the greeting and commands, 10 for
@@ -94,6 +96,8 @@ pub struct Deliverer {
     first_retry: Duration,
     opportunistic_tls: tokio_rustls::TlsConnector,
     verified_tls: Option<tokio_rustls::TlsConnector>,
+    /// When dead lease holders were last looked for.
+    dead_scan: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Deliverer {
@@ -119,6 +123,7 @@ impl Deliverer {
             first_retry,
             opportunistic_tls: tokio_rustls::TlsConnector::from(tern_net::tls::opportunistic_client_config()),
             verified_tls,
+            dead_scan: std::sync::Mutex::new(None),
         }
     }
 
@@ -150,14 +155,7 @@ impl Deliverer {
     /// One round: lease what is due, deliver it, record the outcomes. Returns how many
     /// entries it worked on.
     pub async fn round(self: Arc<Self>) -> Result<usize, StoreError> {
-        let dead: Vec<String> = self
-            .store()
-            .queue_entries()
-            .await?
-            .into_iter()
-            .filter_map(|e| e.lease.map(|(owner, _)| owner))
-            .filter(|owner| is_dead_local_owner(owner, &self.owner))
-            .collect();
+        let dead = self.dead_owners().await?;
         let entries = self
             .store()
             .claim_queue(&self.owner, now() + LEASE_SECS, &dead, BATCH)
@@ -225,6 +223,27 @@ impl Deliverer {
             }
         }
         Ok(count)
+    }
+
+    /// Lease holders on this machine whose process is gone (a server killed with
+    /// messages in flight): looked for when the worker starts and then once a minute,
+    /// since it means reading the whole queue.
+    async fn dead_owners(&self) -> Result<Vec<String>, StoreError> {
+        {
+            let mut last = self.dead_scan.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < DEAD_OWNER_SCAN) {
+                return Ok(Vec::new());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        Ok(self
+            .store()
+            .queue_entries()
+            .await?
+            .into_iter()
+            .filter_map(|e| e.lease.map(|(owner, _)| owner))
+            .filter(|owner| is_dead_local_owner(owner, &self.owner))
+            .collect())
     }
 
     fn destination(&self, sender: &str, rcpt_domain: &str) -> Destination {
