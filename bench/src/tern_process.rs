@@ -1,8 +1,8 @@
 //! Tern as a real separate process, the way Dovecot runs in its fixture: its own data
 //! folder under a temporary directory, set up with the `tern` command line (`init`,
-//! `user add`, `import maildir`), served with `tern serve` on a port chosen at run time,
-//! stopped by its PID. Dropping a [`TernProcess`] stops the server and removes the folder,
-//! also when the benchmark panics.
+//! `user add`, `import maildir`), served with `tern serve` on ports chosen at run time
+//! (IMAP, and the SMTP MX when asked), stopped by its PID. Dropping a [`TernProcess`]
+//! stops the server and removes the folder, also when the benchmark panics.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -19,6 +19,10 @@ pub struct TernProcess {
     binary: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    /// The MX's port, once [`TernProcess::serve_smtp`] asked for it.
+    smtp_port: Option<u16>,
+    /// TOML tables appended to tern.toml (`[smtp]`, `[dns]`…).
+    tables: String,
     max_connections_per_ip: usize,
     child: Option<Child>,
 }
@@ -61,6 +65,8 @@ impl TernProcess {
             binary: binary.to_path_buf(),
             dir,
             port: 0,
+            smtp_port: None,
+            tables: String::new(),
             max_connections_per_ip,
             child: None,
         };
@@ -77,17 +83,36 @@ impl TernProcess {
         Ok(tern)
     }
 
+    /// Also serve the SMTP MX on a loopback port ([`TernProcess::smtp_port`]), with
+    /// `tables` (whole TOML tables such as `[smtp]` and `[dns]`) added to tern.toml.
+    /// Call before [`TernProcess::start`].
+    pub fn serve_smtp(&mut self, tables: &str) -> Result<(), String> {
+        self.smtp_port = Some(free_port_besides(self.port)?);
+        self.tables = tables.to_string();
+        self.write_config()
+    }
+
     fn write_config(&self) -> Result<(), String> {
+        let (what, smtp) = match self.smtp_port {
+            Some(p) => ("plain IMAP and the SMTP MX", format!("smtp = [\"127.0.0.1:{p}\"]\n")),
+            None => ("plain IMAP", String::new()),
+        };
         let config = format!(
-            "# Written by tern-bench: plain IMAP on loopback only.\n\
+            "# Written by tern-bench: {what} on loopback only.\n\
              hostname = \"{HOSTNAME}\"\n\n\
              [tls]\ncertificate = \"tls/cert.pem\"\nprivate_key = \"tls/key.pem\"\n\n\
-             [listen]\nimap = [\"127.0.0.1:{}\"]\n\n\
+             [listen]\nimap = [\"127.0.0.1:{}\"]\n{smtp}\n\
              [auth]\nallow_plaintext = \"loopback\"\n\n\
              [limits]\nmax_connections = 1000\nmax_connections_per_ip = {}\n\n\
              [log]\nlevel = \"info\"\n\n\
-             [shutdown]\ngrace_seconds = 2\n",
-            self.port, self.max_connections_per_ip
+             [shutdown]\ngrace_seconds = 2\n{}",
+            self.port,
+            self.max_connections_per_ip,
+            if self.tables.is_empty() {
+                String::new()
+            } else {
+                format!("\n{}", self.tables)
+            }
         );
         let path = self.dir.path().join("tern.toml");
         std::fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -136,6 +161,9 @@ impl TernProcess {
                 Err(port_taken) => {
                     last = port_taken;
                     self.port = free_port()?;
+                    if self.smtp_port.is_some() {
+                        self.smtp_port = Some(free_port_besides(self.port)?);
+                    }
                     self.write_config()?;
                 }
             }
@@ -185,6 +213,11 @@ impl TernProcess {
 
     pub fn imap_port(&self) -> u16 {
         self.port
+    }
+
+    /// The MX's port, when [`TernProcess::serve_smtp`] was called.
+    pub fn smtp_port(&self) -> Option<u16> {
+        self.smtp_port
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -238,6 +271,17 @@ fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
+}
+
+/// A free port other than `taken`.
+fn free_port_besides(taken: u16) -> Result<u16, String> {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        if port != taken {
+            return Ok(port);
+        }
+    }
+    Err(format!("cannot find a free port on 127.0.0.1 besides {taken}"))
 }
 
 /// CPU seconds (user + system) used so far by process `pid` and all its descendants,

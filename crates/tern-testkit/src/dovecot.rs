@@ -1,6 +1,6 @@
-//! A real Dovecot (IMAP, and POP3 when `dovecot-pop3d` is installed) on loopback, for
-//! tests and benchmarks: the "old provider" a migration copies from, and a speed
-//! reference.
+//! A real Dovecot (IMAP, and POP3 when `dovecot-pop3d` is installed; LMTP on request
+//! with `dovecot-lmtpd`) on loopback, for tests and benchmarks: the "old provider" a
+//! migration copies from, and a speed reference.
 //!
 //! Each [`Dovecot`] runs its own master process under a temporary folder: config, sockets,
 //! log and every user's home (`home/<user>/Maildir`) live there, the ports are picked
@@ -106,6 +106,10 @@ pub struct DovecotOptions {
     /// introspection endpoint at this URL (POST `token=…`, answered with JSON
     /// `{"active": true, "username": "alice"}`); password logins keep working.
     pub oauth2_introspection: Option<String>,
+    /// Also take mail over LMTP (RFC 2033) on a port of its own ([`Dovecot::lmtp_port`]),
+    /// delivered into the same maildirs (needs `dovecot-lmtpd`). With
+    /// [`DovecotOptions::users`], only those users exist as recipients.
+    pub lmtp: bool,
 }
 
 impl DovecotOptions {
@@ -147,6 +151,11 @@ impl DovecotOptions {
 
     pub fn skip_fsync(mut self, on: bool) -> Self {
         self.skip_fsync = on;
+        self
+    }
+
+    pub fn lmtp(mut self, on: bool) -> Self {
+        self.lmtp = on;
         self
     }
 
@@ -210,6 +219,7 @@ pub struct Dovecot {
     pop3_port: Option<u16>,
     imaps_port: Option<u16>,
     pop3s_port: Option<u16>,
+    lmtp_port: Option<u16>,
     cert_pem: Option<String>,
     options: DovecotOptions,
     /// The master process, started in the foreground (`-F`) so it is our child and we
@@ -260,6 +270,11 @@ impl Dovecot {
         Self::start_with(&DovecotOptions::default().users(users))
     }
 
+    /// Whether this machine can take mail over LMTP (`dovecot-lmtpd` installed).
+    pub fn lmtp_installed() -> bool {
+        Path::new(LIBEXEC).join("lmtp").exists()
+    }
+
     /// Whether this machine can run the POP3 side (`dovecot-pop3d` installed).
     pub fn pop3_installed() -> bool {
         Path::new(LIBEXEC).join("pop3").exists() && Path::new(LIBEXEC).join("pop3-login").exists()
@@ -274,6 +289,12 @@ impl Dovecot {
     /// installed. UIDLs are Dovecot's classic `%08Xu%08Xv` (UID, UIDVALIDITY in hex).
     pub fn pop3_port(&self) -> Option<u16> {
         self.pop3_port
+    }
+
+    /// The LMTP port on 127.0.0.1, when started with [`DovecotOptions::lmtp`]. Mail to
+    /// `user` lands in [`Dovecot::maildir`]`(user)`'s `new/`.
+    pub fn lmtp_port(&self) -> Option<u16> {
+        self.lmtp_port
     }
 
     /// The plain-text IMAP address, for [`crate::imap`].
@@ -397,6 +418,9 @@ impl Dovecot {
         if !Self::installed() {
             return Err(NOT_INSTALLED.to_string());
         }
+        if options.lmtp && !Self::lmtp_installed() {
+            return Err("Dovecot's LMTP server is not installed: `apt-get install dovecot-lmtpd`".to_string());
+        }
         let pop3 = Self::pop3_installed();
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -474,7 +498,9 @@ impl Dovecot {
 
         let plain = if pop3 { 2 } else { 1 };
         let secure = if options.tls { plain } else { 0 };
-        let ports = free_ports(plain + secure)?;
+        let lmtp = usize::from(options.lmtp);
+        let ports = free_ports(plain + secure + lmtp)?;
+        let lmtp_port = options.lmtp.then(|| ports[plain + secure]);
         let (imap_port, pop3_port) = (ports[0], pop3.then(|| ports[1]));
         let (imaps_port, pop3s_port) = if options.tls {
             (Some(ports[plain]), pop3.then(|| ports[plain + 1]))
@@ -487,6 +513,7 @@ impl Dovecot {
             pop3: pop3_port,
             imaps: imaps_port,
             pop3s: pop3s_port,
+            lmtp: lmtp_port,
         };
         let config = config(&root, &identity, &listeners, options);
         std::fs::write(root.join("dovecot.conf"), config).map_err(|e| io("write dovecot.conf", e))?;
@@ -508,6 +535,7 @@ impl Dovecot {
             pop3_port,
             imaps_port,
             pop3s_port,
+            lmtp_port,
             cert_pem,
             options: options.clone(),
             master: Some(master),
@@ -517,6 +545,9 @@ impl Dovecot {
         let mut waits = vec![(imap_port, "* OK")];
         if let Some(p) = pop3_port {
             waits.push((p, "+OK"));
+        }
+        if let Some(p) = lmtp_port {
+            waits.push((p, "220 "));
         }
         for (port, greeting) in waits {
             match dovecot.wait_for_greeting(port, greeting, deadline) {
@@ -636,12 +667,16 @@ struct Ports {
     pop3: Option<u16>,
     imaps: Option<u16>,
     pop3s: Option<u16>,
+    lmtp: Option<u16>,
 }
 
 /// The whole dovecot.conf (Dovecot 2.3 syntax): nothing from /etc/dovecot is read.
 fn config(root: &Path, who: &Identity, ports: &Ports, options: &DovecotOptions) -> String {
     let d = root.display();
-    let protocols = if ports.pop3.is_some() { "imap pop3" } else { "imap" };
+    let mut protocols = if ports.pop3.is_some() { "imap pop3" } else { "imap" }.to_string();
+    if ports.lmtp.is_some() {
+        protocols.push_str(" lmtp");
+    }
     // Without root, login processes and anvil cannot chroot; with root it is not
     // needed on loopback either, so keep one config shape.
     let no_chroot = "  chroot =\n";
@@ -757,6 +792,13 @@ service imap-login {{
         let pop3s = ports.pop3s.unwrap_or(0);
         c.push_str(&format!(
             "service pop3-login {{\n{no_chroot}  inet_listener pop3 {{\n    port = {port}\n  }}\n  inet_listener pop3s {{\n    port = {pop3s}\n  }}\n}}\n"
+        ));
+    }
+    if let Some(port) = ports.lmtp {
+        // LMTP over TCP (RFC 2033) into the same maildirs; `user+detail` is the user's
+        // INBOX, not a folder named after the detail.
+        c.push_str(&format!(
+            "lmtp_save_to_detail_mailbox = no\nservice lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n"
         ));
     }
     c
@@ -946,6 +988,70 @@ mod tests {
             "mail kept after stop"
         );
         Imap::connect(two.imap_port());
+    }
+
+    #[test]
+    fn lmtp_delivers_to_known_users_only_one_reply_per_recipient() {
+        if skip("lmtp_delivers_to_known_users_only_one_reply_per_recipient") {
+            return;
+        }
+        if !Dovecot::lmtp_installed() {
+            eprintln!("skipping lmtp_delivers_to_known_users_only_one_reply_per_recipient: no dovecot-lmtpd");
+            return;
+        }
+        let dovecot = Dovecot::builder()
+            .users(&[("alice@example.test", "pw-a"), ("bob@example.test", "pw-b")])
+            .lmtp(true)
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = dovecot.lmtp_port().expect("LMTP port");
+        assert_ne!(port, dovecot.imap_port());
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to LMTP");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut writer = stream.try_clone().expect("clone stream");
+        let mut reader = BufReader::new(stream);
+        // One whole reply, continuation lines ("250-") included; returns the last line.
+        let mut reply = || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).expect("read from LMTP");
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    return line.clone();
+                }
+            }
+        };
+        let mut say = |text: &str| writer.write_all(text.as_bytes()).expect("write");
+        assert!(reply().starts_with("220 "));
+        say("LHLO client.example.test\r\n");
+        assert!(reply().starts_with("250 "));
+        say("MAIL FROM:<sender@example.org>\r\n");
+        assert!(reply().starts_with("250 "));
+        say("RCPT TO:<alice@example.test>\r\n");
+        assert!(reply().starts_with("250 "), "{}", dovecot.log());
+        say("RCPT TO:<carol@example.test>\r\n");
+        let unknown = reply();
+        assert!(unknown.starts_with("550 "), "{unknown}");
+        say("RCPT TO:<bob+lists@example.test>\r\n");
+        assert!(reply().starts_with("250 "));
+        say("DATA\r\n");
+        assert!(reply().starts_with("354 "));
+        say("Subject: hi\r\n\r\n..dotted\r\n.\r\n");
+        // RFC 2033 §4.2: one reply per accepted recipient.
+        for _ in 0..2 {
+            let delivered = reply();
+            assert!(delivered.starts_with("250 "), "{delivered}\n{}", dovecot.log());
+        }
+        say("QUIT\r\n");
+        assert!(reply().starts_with("221 "));
+        for user in ["alice@example.test", "bob@example.test"] {
+            let files = files_in(&dovecot.maildir(user).join("new"));
+            assert_eq!(files.len(), 1, "{user}: {files:?}");
+            let text = std::fs::read_to_string(&files[0]).expect("read the delivered file");
+            assert!(text.contains("Subject: hi") && text.contains("\n.dotted"), "{text}");
+        }
+        // The detail is not a folder.
+        assert!(!dovecot.maildir("bob@example.test").join(".lists").exists());
     }
 
     /// True (after saying so) when this machine cannot run the fixture.
