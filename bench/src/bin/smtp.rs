@@ -1021,7 +1021,7 @@ fn main() {
 
     // Dovecot with LMTP; its users are those of Tern.
     let pairs: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), PASSWORD)).collect();
-    let mut dovecot = Dovecot::builder()
+    let dovecot = Dovecot::builder()
         .users(&pairs)
         .lmtp(true)
         .start()
@@ -1276,8 +1276,9 @@ fn main() {
         }
     }
     drop(rt);
-    tern.stop();
-    let _ = dovecot.stop();
+    // Dropping stops both servers and removes their folders, which exit() would not.
+    drop(tern);
+    drop(dovecot);
     if !failures.is_empty() {
         eprintln!("The benchmark FAILED:");
         for f in &failures {
