@@ -8,7 +8,7 @@
 //! DATA pipelined when the server offers PIPELINING (RFC 2920), then the dot-stuffed
 //! message (RFC 5321 §4.5.2) and its final reply: one for SMTP, one per recipient for
 //! LMTP (RFC 2033 §4.2). A connection is reused for `--per-connection` transactions
-//! (default 100, Tern's `[smtp] max_messages_per_connection`), then QUIT and a new
+//! (default 100, well below Tern's `[smtp] max_messages_per_connection`), then QUIT and a new
 //! one. A transaction counts when the server's final 250 has arrived: both servers
 //! answer it only after the message is on disk (Tern: its store's group commit
 //! fsyncs; Dovecot: `mail_fsync = optimized`, its default, fsyncs each delivered file).

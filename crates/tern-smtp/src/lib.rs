@@ -65,7 +65,8 @@ pub struct SmtpConfig {
     pub max_message_size: u64,
     /// Recipients per transaction (RFC 5321 §4.5.3.1.8: at least 100).
     pub max_recipients: usize,
-    /// Transactions per connection before "421 come back later".
+    /// Transactions per connection before "421 come back later". High: a sending MTA
+    /// that gets 421 defers the message rather than simply reconnecting.
     pub max_messages_per_connection: usize,
     /// Messages an authenticated user may submit per hour.
     pub submissions_per_hour: u32,
@@ -96,7 +97,7 @@ impl Default for SmtpConfig {
             hostname: "localhost".into(),
             max_message_size: 64 * 1024 * 1024,
             max_recipients: 100,
-            max_messages_per_connection: 100,
+            max_messages_per_connection: 10_000,
             submissions_per_hour: 500,
             recipients_per_hour: 2000,
             inbound_per_ip_per_hour: 3600,

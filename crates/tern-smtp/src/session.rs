@@ -147,27 +147,17 @@ impl Wire {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
+        // Read into spare capacity: no zeroing of the buffer on every read.
+        self.buf.reserve(READ_CHUNK);
         let read = tokio::select! {
-            r = tokio::time::timeout(timeout, self.conn.read(&mut self.buf[len..])) => r,
-            () = shutdown.triggered() => {
-                self.buf.truncate(len);
-                return Ok(Input::Shutdown);
-            }
+            r = tokio::time::timeout(timeout, self.conn.read_buf(&mut self.buf)) => r,
+            () = shutdown.triggered() => return Ok(Input::Shutdown),
         };
         let n = match read {
             Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                self.buf.truncate(len);
-                return Err(e);
-            }
-            Err(_) => {
-                self.buf.truncate(len);
-                return Ok(Input::Timeout);
-            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Input::Timeout),
         };
-        self.buf.truncate(len + n);
         Ok(if n == 0 { Input::Closed } else { Input::Data })
     }
 
