@@ -63,6 +63,8 @@ pub fn delete_domain(conn: &Connection, name: &str) -> Result<(), StoreError> {
         return Err(StoreError::DomainNotEmpty(d.name, d.accounts + d.aliases));
     }
     conn.execute("DELETE FROM domains WHERE id = ?1", [d.id.0])?;
+    // Its signing keys go with it; a domain added again later gets new ones.
+    conn.execute("DELETE FROM dkim_keys WHERE domain = ?1", [&d.name])?;
     Ok(())
 }
 

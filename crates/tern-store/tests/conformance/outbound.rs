@@ -167,6 +167,12 @@ pub async fn dkim_keys_and_receiving(f: Fixture) {
     assert_eq!(f.store.dkim_keys(None).await.unwrap().len(), 1);
 
     assert!(f.store.domain("example.test").await.unwrap().receiving);
+    f.store.create_domain("gone.test").await.unwrap();
+    let mut gone = key("g1", DkimAlgorithm::RsaSha256);
+    gone.domain = "gone.test".into();
+    f.store.add_dkim_key(gone).await.unwrap();
+    f.store.delete_domain("gone.test").await.unwrap();
+    assert!(f.store.dkim_keys(Some("gone.test")).await.unwrap().is_empty());
     f.store.set_domain_receiving("example.test", false).await.unwrap();
     assert!(!f.store.domain("example.test").await.unwrap().receiving);
 }
