@@ -192,3 +192,45 @@ pub fn thousands(x: f64) -> String {
     }
     if n < 0 { format!("-{out}") } else { out }
 }
+
+/// The lines every benchmark starts its report with: the title, the exact command,
+/// when, on what machine and file system, and which Tern binary at which commit
+/// (`tern_binary` is `None` when Tern is not among the tools run). `data` says what
+/// the temporary folders hold.
+pub fn print_header(title: &str, bin: &str, data: &str, tern_binary: Option<&Path>) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo.to_string_lossy();
+    let commit = command_output("git", &["-C", &repo, "log", "-1", "--format=%h %s"]);
+    let dirty = std::process::Command::new("git")
+        .args(["-C", &repo, "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count())
+        .unwrap_or(0);
+    let passed: Vec<String> = std::env::args().skip(1).collect();
+    println!("# {title}");
+    println!();
+    println!(
+        "- command: `cargo run --release -p tern-bench --bin {bin} --{}{}`",
+        if passed.is_empty() { "" } else { " " },
+        passed.join(" ")
+    );
+    println!("- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!("- machine: {}", machine());
+    println!(
+        "- temporary folders ({data}): {} on {}",
+        std::env::temp_dir().display(),
+        command_output("sh", &["-c", "df --output=fstype \"${TMPDIR:-/tmp}\" | tail -1"])
+    );
+    if let Some(b) = tern_binary {
+        println!(
+            "- Tern: {} ({}), commit {commit}{}",
+            b.display(),
+            command_output(&b.to_string_lossy(), &["--version"]),
+            if dirty > 0 {
+                format!(" + {dirty} uncommitted changed files")
+            } else {
+                String::new()
+            }
+        );
+    }
+}

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use tern_bench::tern_process::{TernProcess, tree_cpu_seconds};
-use tern_bench::{command_output, disk_usage, load_average, machine, median, thousands};
+use tern_bench::{command_output, disk_usage, load_average, median, thousands};
 use tern_store::{EmbeddedStore, Store};
 use tern_testkit::dovecot::Dovecot;
 use tern_testkit::imap::{self, Namespace, Snapshot, SnapshotMessage};
@@ -920,42 +920,12 @@ fn main() {
     };
     let tern_binary =
         uses(Tool::Tern).then(|| TernProcess::find_binary(args.tern.as_deref()).unwrap_or_else(|e| panic!("{e}")));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let repo = repo.to_string_lossy();
-    let commit = command_output("git", &["-C", &repo, "log", "-1", "--format=%h %s"]);
-    let dirty = Command::new("git")
-        .args(["-C", &repo, "status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .map(|o| o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count())
-        .unwrap_or(0);
-    let passed: Vec<String> = std::env::args().skip(1).collect();
-
-    println!("# Migration benchmark: Tern vs mbsync vs doveadm sync, from Dovecot");
-    println!();
-    println!(
-        "- command: `cargo run --release -p tern-bench --bin migration --{}{}`",
-        if passed.is_empty() { "" } else { " " },
-        passed.join(" ")
+    tern_bench::print_header(
+        "Migration benchmark: Tern vs mbsync vs doveadm sync, from Dovecot",
+        "migration",
+        "source, copies",
+        tern_binary.as_deref(),
     );
-    println!("- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!("- machine: {}", machine());
-    println!(
-        "- temporary folders (source, copies): {} on {}",
-        std::env::temp_dir().display(),
-        command_output("sh", &["-c", "df --output=fstype \"${TMPDIR:-/tmp}\" | tail -1"])
-    );
-    if let Some(b) = &tern_binary {
-        println!(
-            "- Tern: {} ({}), commit {commit}{}",
-            b.display(),
-            command_output(&b.to_string_lossy(), &["--version"]),
-            if dirty > 0 {
-                format!(" + {dirty} uncommitted changed files")
-            } else {
-                String::new()
-            }
-        );
-    }
     println!(
         "- peers: {}, Dovecot {} (source, doveadm and the doveadm copy's server)",
         command_output("mbsync", &["--version"]),

@@ -61,7 +61,7 @@ use mail_auth::dkim::{Canonicalization, DkimSigner, NeedDomain};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 use tern_bench::client::{self, Client};
 use tern_bench::tern_process::{TernProcess, own_cpu_seconds, tree_cpu_seconds};
-use tern_bench::{command_output, load_average, machine, median, thousands};
+use tern_bench::{command_output, load_average, median, thousands};
 use tern_store::{DkimAlgorithm, DkimKey};
 use tern_testkit::corpus;
 use tern_testkit::dns::TestDns;
@@ -941,41 +941,14 @@ fn main() {
         args.recipients
     );
     let tern_binary = TernProcess::find_binary(args.tern.as_deref()).unwrap_or_else(|e| panic!("{e}"));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let repo = repo.to_string_lossy();
-    let commit = command_output("git", &["-C", &repo, "log", "-1", "--format=%h %s"]);
-    let dirty = std::process::Command::new("git")
-        .args(["-C", &repo, "status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .map(|o| o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count())
-        .unwrap_or(0);
-    let passed: Vec<String> = std::env::args().skip(1).collect();
-    println!(
-        "# SMTP benchmark: Tern's MX vs Dovecot {} LMTP",
-        command_output("dovecot", &["--version"])
-    );
-    println!();
-    println!(
-        "- command: `cargo run --release -p tern-bench --bin smtp --{}{}`",
-        if passed.is_empty() { "" } else { " " },
-        passed.join(" ")
-    );
-    println!("- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!("- machine: {}", machine());
-    println!(
-        "- temporary folders (both servers' data): {} on {}",
-        std::env::temp_dir().display(),
-        command_output("sh", &["-c", "df --output=fstype \"${TMPDIR:-/tmp}\" | tail -1"])
-    );
-    println!(
-        "- Tern: {} ({}), commit {commit}{}",
-        tern_binary.display(),
-        command_output(&tern_binary.to_string_lossy(), &["--version"]),
-        if dirty > 0 {
-            format!(" + {dirty} uncommitted changed files")
-        } else {
-            String::new()
-        }
+    tern_bench::print_header(
+        &format!(
+            "SMTP benchmark: Tern's MX vs Dovecot {} LMTP",
+            command_output("dovecot", &["--version"])
+        ),
+        "smtp",
+        "both servers' data",
+        Some(&tern_binary),
     );
     println!("- load average at start: {}", load_average());
     println!();

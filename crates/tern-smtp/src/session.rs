@@ -184,6 +184,19 @@ struct Transaction {
     chunks: Option<Chunks>,
 }
 
+impl Transaction {
+    /// The accounts of the recipients delivered here.
+    fn local_accounts(&self) -> Vec<AccountId> {
+        self.recipients
+            .iter()
+            .filter_map(|r| match r.route {
+                Route::Local(a) => Some(a),
+                Route::Remote => None,
+            })
+            .collect()
+    }
+}
+
 struct Rcpt {
     address: String,
     orcpt: Option<String>,
@@ -913,14 +926,7 @@ impl<'a> Session<'a> {
         raw.extend_from_slice(verdict.header.as_bytes());
         raw.extend_from_slice(self.received(&tx, &id).as_bytes());
         raw.extend_from_slice(&body);
-        let accounts: Vec<AccountId> = tx
-            .recipients
-            .iter()
-            .filter_map(|r| match r.route {
-                Route::Local(a) => Some(a),
-                Route::Remote => None,
-            })
-            .collect();
+        let accounts = tx.local_accounts();
         self.deliver_local(&tx, &accounts, raw, folder, &id).await
     }
 
@@ -1015,14 +1021,7 @@ impl<'a> Session<'a> {
         let id = message_id();
         let mut raw = self.received(&tx, &id).into_bytes();
         raw.extend_from_slice(&body);
-        let local: Vec<AccountId> = tx
-            .recipients
-            .iter()
-            .filter_map(|r| match r.route {
-                Route::Local(a) => Some(a),
-                Route::Remote => None,
-            })
-            .collect();
+        let local = tx.local_accounts();
         let remote: Vec<&Rcpt> = tx.recipients.iter().filter(|r| r.route == Route::Remote).collect();
         if !remote.is_empty() {
             let signed = match self.sign(&from[0], &raw).await {
