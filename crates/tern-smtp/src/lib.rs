@@ -149,10 +149,6 @@ impl SmtpServer {
             queue,
         })
     }
-
-    pub fn config(&self) -> &SmtpConfig {
-        &self.config
-    }
 }
 
 impl Service for SmtpServer {

@@ -542,7 +542,7 @@ impl Deliverer {
                 continue;
             }
             for ip in ips {
-                match self.connect(host, SocketAddr::new(ip, port), smarthost).await {
+                match self.connect(host, SocketAddr::new(ip, port), smarthost, true).await {
                     Ok(c) => return Ok(c),
                     Err(Failure::Permanent(reply)) => {
                         return Err(Outcome::Permanent {
@@ -564,7 +564,15 @@ impl Deliverer {
         })
     }
 
-    async fn connect(&self, host: &str, addr: SocketAddr, smarthost: Option<&Smarthost>) -> Result<Connected, Failure> {
+    /// Connects, reads the greeting, says EHLO, starts TLS (if
+    /// `try_starttls` and offered, or as the smarthost settings require) and logs in to a smarthost.
+    async fn connect(
+        &self,
+        host: &str,
+        addr: SocketAddr,
+        smarthost: Option<&Smarthost>,
+        try_starttls: bool,
+    ) -> Result<Connected, Failure> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Failure::Temporary(format!("451 4.4.1 connection to {host} ({addr}) timed out")))?
@@ -592,7 +600,7 @@ impl Deliverer {
             return Err(classify(&greeting, host));
         }
         let mut ehlo = self.ehlo(&mut client, host).await?;
-        if !client.stream.is_tls() && ehlo.capabilities & EXT_START_TLS != 0 {
+        if try_starttls && !client.stream.is_tls() && ehlo.capabilities & EXT_START_TLS != 0 {
             match starttls(client, &connector, host).await {
                 Ok(tls) => {
                     client = tls;
@@ -604,7 +612,7 @@ impl Deliverer {
                     // The server offered TLS but the handshake failed: deliver in
                     // plaintext on a new connection, as without STARTTLS.
                     debug!(%host, %reply, "STARTTLS failed; delivering without TLS");
-                    return Box::pin(self.connect_plain(host, addr)).await;
+                    return Box::pin(self.connect(host, addr, smarthost, false)).await;
                 }
             }
         } else if require_tls && !client.stream.is_tls() {
@@ -629,28 +637,6 @@ impl Deliverer {
         })
     }
 
-    /// Like `connect`, without trying STARTTLS (after a failed handshake).
-    async fn connect_plain(&self, host: &str, addr: SocketAddr) -> Result<Connected, Failure> {
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Failure::Temporary(format!("451 4.4.1 connection to {host} ({addr}) timed out")))?
-            .map_err(|e| Failure::Temporary(format!("451 4.4.1 cannot connect to {host} ({addr}): {e}")))?;
-        let mut client = SmtpClient {
-            stream: Stream::Plain(tcp),
-            timeout: COMMAND_TIMEOUT,
-        };
-        let greeting = read_reply(&mut client, COMMAND_TIMEOUT).await?;
-        if greeting.code != 220 {
-            return Err(classify(&greeting, host));
-        }
-        let ehlo = self.ehlo(&mut client, host).await?;
-        Ok(Connected {
-            client,
-            ehlo,
-            host: host.to_string(),
-        })
-    }
-
     async fn ehlo(&self, client: &mut SmtpClient<Stream>, host: &str) -> Result<EhloResponse<String>, Failure> {
         match client.ehlo(&self.config.hostname).await {
             Ok(ehlo) => Ok(ehlo),
@@ -668,6 +654,29 @@ type NoCacheV6 = mail_auth::common::cache::NoCache<Box<str>, mail_auth::RecordSe
 enum Failure {
     Permanent(String),
     Temporary(String),
+}
+
+impl Failure {
+    /// The reply text, whichever kind.
+    fn into_reply(self) -> String {
+        match self {
+            Failure::Permanent(r) | Failure::Temporary(r) => r,
+        }
+    }
+}
+
+/// What a refusal (4xx or 5xx) from `host` means for the recipients it concerns.
+fn refused(r: &smtp_proto::Response<String>, host: &str) -> Outcome {
+    match classify(r, host) {
+        Failure::Permanent(reply) => Outcome::Permanent {
+            reply,
+            host: Some(host.to_string()),
+        },
+        Failure::Temporary(reply) => Outcome::Temporary {
+            reply,
+            host: Some(host.to_string()),
+        },
+    }
 }
 
 fn reply_text(r: &smtp_proto::Response<String>) -> String {
@@ -734,7 +743,7 @@ async fn starttls(
             stream: Stream::Tls(Box::new(tls)),
             timeout: client.timeout,
         }),
-        Err(Failure::Permanent(r) | Failure::Temporary(r)) => Err(r),
+        Err(f) => Err(f.into_reply()),
     }
 }
 
@@ -784,13 +793,7 @@ impl Connected {
             Err(e) => return (all(broken(e)), false),
         };
         if reply.code / 100 != 2 {
-            let outcome = match classify(&reply, &host) {
-                Failure::Permanent(r) => Outcome::Permanent {
-                    reply: r,
-                    host: Some(host.clone()),
-                },
-                Failure::Temporary(r) => broken(r),
-            };
+            let outcome = refused(&reply, &host);
             let usable = self.command(b"RSET\r\n").await.is_ok();
             return (all(outcome), usable);
         }
@@ -801,13 +804,7 @@ impl Connected {
             match self.command(cmd.as_bytes()).await {
                 Ok(r) if r.code / 100 == 2 => accepted.push(rcpt.clone()),
                 Ok(r) => {
-                    let outcome = match classify(&r, &host) {
-                        Failure::Permanent(text) => Outcome::Permanent {
-                            reply: text,
-                            host: Some(host.clone()),
-                        },
-                        Failure::Temporary(text) => broken(text),
-                    };
+                    let outcome = refused(&r, &host);
                     results.push((rcpt.clone(), outcome));
                 }
                 Err(e) => {
@@ -836,16 +833,7 @@ impl Connected {
                 },
                 true,
             ),
-            Ok(r) => (
-                match classify(&r, &host) {
-                    Failure::Permanent(text) => Outcome::Permanent {
-                        reply: text,
-                        host: Some(host.clone()),
-                    },
-                    Failure::Temporary(text) => broken(text),
-                },
-                true,
-            ),
+            Ok(r) => (refused(&r, &host), true),
             // Lost mid-message: the server did not take it (RFC 5321 §4.1.1.4 needs
             // the final reply), so it is tried again.
             Err(e) => (broken(e), false),
@@ -869,9 +857,7 @@ impl Connected {
             .map_err(|e| format!("451 4.4.2 connection to {} lost: {e}", self.host))?;
         read_reply(&mut self.client, COMMAND_TIMEOUT)
             .await
-            .map_err(|f| match f {
-                Failure::Permanent(r) | Failure::Temporary(r) => r,
-            })
+            .map_err(Failure::into_reply)
     }
 
     /// RFC 5321 §4.5.2: DATA with dot-stuffing after CRLF, the message ending in CRLF
@@ -901,9 +887,7 @@ impl Connected {
         stream.flush().await.map_err(lost)?;
         read_reply(&mut self.client, FINAL_REPLY_TIMEOUT)
             .await
-            .map_err(|f| match f {
-                Failure::Permanent(r) | Failure::Temporary(r) => r,
-            })
+            .map_err(Failure::into_reply)
     }
 
     /// RFC 3030 §2: the message as one BDAT LAST chunk, byte for byte.
@@ -918,9 +902,7 @@ impl Connected {
         stream.flush().await.map_err(lost)?;
         read_reply(&mut self.client, FINAL_REPLY_TIMEOUT)
             .await
-            .map_err(|f| match f {
-                Failure::Permanent(r) | Failure::Temporary(r) => r,
-            })
+            .map_err(Failure::into_reply)
     }
 
     async fn quit(mut self) {

@@ -29,19 +29,19 @@ fn store_failure(e: StoreError) -> Reply {
 pub async fn local_recipient(store: &dyn Store, address: &str, inbound: bool) -> Result<Option<AccountId>, Reply> {
     let parsed = EmailAddress::parse(address)
         .map_err(|_| Reply::new(501, "5.1.3", format!("<{address}> is not a valid address")))?;
-    let domain = match store.domain(&parsed.domain).await {
-        Ok(d) => d,
-        Err(StoreError::NoSuchDomain(_)) => return Ok(None),
+    let receiving = match store.domain_receiving(&parsed.domain).await {
+        Ok(Some(receiving)) => receiving,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(store_failure(e)),
     };
     // During a migration the old provider keeps the domain's mail until cutover; a
     // sender that reached Tern early (a stale MX cache) is asked to come back, and by
     // then the MX points here or the mail goes where it did before.
-    if inbound && !domain.receiving {
+    if inbound && !receiving {
         return Err(Reply::new(
             451,
             "4.3.2",
-            format!("{} does not take mail here yet; please try again later", domain.name),
+            format!("{} does not take mail here yet; please try again later", parsed.domain),
         ));
     }
     let Some(id) = store.resolve_recipient(address).await.map_err(store_failure)? else {

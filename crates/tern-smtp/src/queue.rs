@@ -172,11 +172,6 @@ impl Queue {
         Ok(id)
     }
 
-    /// Tells the worker to look at the queue now (after `tern queue retry`).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
     pub(crate) async fn woken(&self) {
         self.wake.notified().await;
     }

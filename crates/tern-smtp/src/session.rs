@@ -221,8 +221,6 @@ struct Session<'a> {
     helo: Option<(String, bool)>,
     account: Option<Account>,
     tx: Option<Transaction>,
-    /// TLS protocol and cipher, for the Received field.
-    tls_info: Option<String>,
     transactions: usize,
     bad_commands: u32,
     auth_failures: u32,
@@ -240,7 +238,6 @@ impl<'a> Session<'a> {
             helo: None,
             account: None,
             tx: None,
-            tls_info: ctx.tls_active.then(|| "TLS".to_string()),
             transactions: 0,
             bad_commands: 0,
             auth_failures: 0,
@@ -260,7 +257,6 @@ impl<'a> Session<'a> {
     /// client said before.
     fn tls_started(&mut self) {
         self.tls_active = true;
-        self.tls_info = Some("TLS".into());
         self.helo = None;
         self.tx = None;
         self.account = None;
@@ -489,13 +485,8 @@ impl<'a> Session<'a> {
         }
         let credentials = match mechanism {
             AUTH_PLAIN => {
-                let response = if initial.is_empty() {
-                    match self.challenge(wire, "").await? {
-                        Some(r) => r,
-                        None => return Ok(self.auth_cancelled(wire)),
-                    }
-                } else {
-                    initial
+                let Some(response) = self.initial_or_challenge(wire, initial, "").await? else {
+                    return Ok(self.auth_cancelled(wire));
                 };
                 match tern_net::sasl::decode_plain(&response) {
                     Ok(c) => (c.user, c.password),
@@ -506,14 +497,9 @@ impl<'a> Session<'a> {
                 }
             }
             AUTH_LOGIN => {
-                let user = if initial.is_empty() {
-                    // base64 "Username:" and "Password:", as every client expects.
-                    match self.challenge(wire, "VXNlcm5hbWU6").await? {
-                        Some(u) => u,
-                        None => return Ok(self.auth_cancelled(wire)),
-                    }
-                } else {
-                    initial
+                // base64 "Username:" and "Password:", as every client expects.
+                let Some(user) = self.initial_or_challenge(wire, initial, "VXNlcm5hbWU6").await? else {
+                    return Ok(self.auth_cancelled(wire));
                 };
                 let Some(password) = self.challenge(wire, "UGFzc3dvcmQ6").await? else {
                     return Ok(self.auth_cancelled(wire));
@@ -563,6 +549,21 @@ impl<'a> Session<'a> {
     fn auth_cancelled(&mut self, wire: &mut Wire) -> Flow {
         wire.reply(&Reply::new(501, "5.0.0", "authentication cancelled"));
         Flow::Continue
+    }
+
+    /// The initial response given with AUTH (RFC 4954 §4), or else the answer to a
+    /// challenge.
+    async fn initial_or_challenge(
+        &mut self,
+        wire: &mut Wire,
+        initial: String,
+        text: &str,
+    ) -> io::Result<Option<String>> {
+        if initial.is_empty() {
+            self.challenge(wire, text).await
+        } else {
+            Ok(Some(initial))
+        }
     }
 
     /// Sends a 334 challenge and reads the client's line; `None` if it cancelled ("*",

@@ -30,6 +30,9 @@ pub trait Store: Send + Sync + 'static {
     /// or stops doing so with `None`.
     /// Whether SMTP accepts mail for the domain yet (see [`Domain::receiving`]).
     async fn set_domain_receiving(&self, domain: &str, receiving: bool) -> Result<()>;
+    /// Whether a domain is hosted here and receives mail: `None` if it is not hosted.
+    /// The MX asks this for every recipient, so it costs one indexed lookup (no counts).
+    async fn domain_receiving(&self, domain: &str) -> Result<Option<bool>>;
     async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> Result<()>;
 
     // --- Accounts and aliases ------------------------------------------------------

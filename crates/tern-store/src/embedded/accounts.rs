@@ -68,6 +68,15 @@ pub fn delete_domain(conn: &Connection, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+pub fn receiving(conn: &Connection, domain: &str) -> Result<Option<bool>, StoreError> {
+    let Some(d) = normalise_domain(domain) else {
+        return Ok(None);
+    };
+    Ok(conn
+        .query_row("SELECT receiving FROM domains WHERE name = ?1", [&d], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn set_receiving(conn: &Connection, domain: &str, receiving: bool) -> Result<(), StoreError> {
     let d = domain_id(conn, domain)?;
     conn.execute(

@@ -224,6 +224,11 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn domain_receiving(&self, domain: &str) -> Result<Option<bool>> {
+        let domain = domain.to_string();
+        self.read(move |c| accounts::receiving(c, &domain)).await
+    }
+
     async fn set_domain_receiving(&self, domain: &str, receiving: bool) -> Result<()> {
         let domain = domain.to_string();
         self.write_events(move |c| Ok((accounts::set_receiving(c, &domain, receiving)?, Vec::new())))

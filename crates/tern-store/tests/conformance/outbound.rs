@@ -167,6 +167,8 @@ pub async fn dkim_keys_and_receiving(f: Fixture) {
     assert_eq!(f.store.dkim_keys(None).await.unwrap().len(), 1);
 
     assert!(f.store.domain("example.test").await.unwrap().receiving);
+    assert_eq!(f.store.domain_receiving("Example.TEST").await.unwrap(), Some(true));
+    assert_eq!(f.store.domain_receiving("elsewhere.test").await.unwrap(), None);
     f.store.create_domain("gone.test").await.unwrap();
     let mut gone = key("g1", DkimAlgorithm::RsaSha256);
     gone.domain = "gone.test".into();
@@ -175,4 +177,5 @@ pub async fn dkim_keys_and_receiving(f: Fixture) {
     assert!(f.store.dkim_keys(Some("gone.test")).await.unwrap().is_empty());
     f.store.set_domain_receiving("example.test", false).await.unwrap();
     assert!(!f.store.domain("example.test").await.unwrap().receiving);
+    assert_eq!(f.store.domain_receiving("example.test").await.unwrap(), Some(false));
 }
