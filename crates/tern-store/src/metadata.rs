@@ -60,6 +60,18 @@ pub struct Envelope {
     pub message_id: Option<String>,
 }
 
+impl Envelope {
+    /// What a message list sorts "From" by: the first sender's display name, or its
+    /// address, lowercased.
+    pub fn sort_from(&self) -> String {
+        let first = self.from.iter().find_map(|a| match a {
+            AddressItem::Mailbox { name, address } => name.as_deref().filter(|n| !n.is_empty()).or(address.as_deref()),
+            AddressItem::Group { .. } => None,
+        });
+        first.unwrap_or("").trim().to_lowercase()
+    }
+}
+
 /// One entry of an address header: a mailbox, or an RFC 5322 §3.4 group of mailboxes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AddressItem {

@@ -92,6 +92,9 @@ pub trait Store: Send + Sync + 'static {
     /// The POP3 UIDLs carried over from an old POP3 server ([`NewMessage::pop3_uidl`]),
     /// in UID order; messages without one are absent.
     async fn pop3_uidls(&self, mailbox: MailboxId) -> Result<Vec<(Uid, String)>>;
+    /// One page of the mailbox's message list, sorted and optionally grouped into
+    /// conversations (webmail's list view).
+    async fn list_page(&self, mailbox: MailboxId, query: &crate::ListQuery) -> Result<crate::ListPage>;
     /// The message's bytes, exactly as stored.
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>>;
     /// The bytes of several messages (those that still exist), in UID order: one round

@@ -139,7 +139,7 @@ fn keywords_column(flags: &Flags) -> String {
     flags.keywords.join(" ")
 }
 
-fn flags_from(system: u8, keywords: &str) -> Flags {
+pub(super) fn flags_from(system: u8, keywords: &str) -> Flags {
     Flags {
         system: SystemFlags(system),
         keywords: keywords
@@ -174,8 +174,8 @@ fn reference_blob(
     }
     let m = &p.metadata;
     conn.prepare_cached(
-        "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
+        "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id, sort_from)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         account.0,
@@ -184,7 +184,8 @@ fn reference_blob(
         p.metadata_json,
         m.sent_date,
         m.base_subject,
-        m.message_id
+        m.message_id,
+        m.envelope.sort_from()
     ])?;
     let id = conn.last_insert_rowid();
     if p.inline() {

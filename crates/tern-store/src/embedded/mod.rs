@@ -17,6 +17,7 @@
 
 mod accounts;
 mod index;
+mod listing;
 mod mailboxes;
 mod messages;
 mod migration;
@@ -472,6 +473,11 @@ impl Store for EmbeddedStore {
     async fn envelopes(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<(Uid, crate::metadata::Envelope)>> {
         let uids = uids.to_vec();
         self.read(move |c| messages::envelopes(c, mailbox, &uids)).await
+    }
+
+    async fn list_page(&self, mailbox: MailboxId, query: &crate::ListQuery) -> Result<crate::ListPage> {
+        let query = query.clone();
+        self.read(move |c| listing::list_page(c, mailbox, &query)).await
     }
 
     async fn read_message(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {

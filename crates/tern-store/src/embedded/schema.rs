@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Bumped when the schema changes; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -136,6 +136,8 @@ pub fn connect_reader(path: &std::path::Path) -> Result<Connection, StoreError> 
     let conn = connect(path)?;
     let index = path.with_file_name(super::INDEX_FILE);
     conn.execute("ATTACH DATABASE ?1 AS idx", [index.to_string_lossy()])?;
+    // rarray(): a list of UIDs bound as one parameter (a page of search results).
+    rusqlite::vtab::array::load_module(&conn)?;
     Ok(conn)
 }
 
@@ -221,6 +223,33 @@ CREATE TABLE queue (
 CREATE INDEX queue_due ON queue (next_attempt);
 "#;
 
+/// Schema 5: webmail's message list. Sorting by sender needs the sender as a column,
+/// and a page sorted by arrival is a range of an index instead of a sort of the folder.
+/// `sort_from` of existing messages is filled in by [`backfill_sort_from`].
+const SCHEMA_5: &str = r#"
+ALTER TABLE blobs ADD COLUMN sort_from TEXT NOT NULL DEFAULT '';
+CREATE INDEX messages_arrival ON messages (mailbox_id, internal_date);
+"#;
+
+/// Fills `blobs.sort_from` of messages stored before schema 5, from their metadata.
+fn backfill_sort_from(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    #[derive(serde::Deserialize)]
+    struct EnvelopeOnly {
+        envelope: crate::metadata::Envelope,
+    }
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT id, metadata FROM blobs")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = tx.prepare("UPDATE blobs SET sort_from = ?2 WHERE id = ?1")?;
+    for (id, json) in rows {
+        if let Ok(m) = serde_json::from_str::<EnvelopeOnly>(&json) {
+            update.execute(rusqlite::params![id, m.envelope.sort_from()])?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the schema in a new database, or checks and upgrades an existing one.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Space freed by expunged inline bodies is handed back in steps instead of only
@@ -242,6 +271,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(SCHEMA_2)?;
         tx.execute_batch(SCHEMA_3)?;
         tx.execute_batch(SCHEMA_4)?;
+        tx.execute_batch(SCHEMA_5)?;
     } else {
         let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -257,6 +287,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         if version < 4 {
             tx.execute_batch(SCHEMA_4)?;
+        }
+        if version < 5 {
+            tx.execute_batch(SCHEMA_5)?;
+            backfill_sort_from(&tx)?;
         }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod concurrency;
+mod listing;
 mod mailboxes;
 mod messages;
 mod migration;
@@ -68,6 +69,9 @@ backends!(
     mailboxes::delete_rules,
     mailboxes::recreated_mailbox_has_new_uidvalidity,
     mailboxes::subscriptions,
+    listing::pages_are_sorted_and_counted,
+    listing::search_results_page,
+    listing::conversations_group_by_base_subject,
     messages::append_is_byte_exact,
     messages::pop3_uidls_from_a_migration_are_kept_until_expunge,
     messages::append_keeps_flags_and_dates,

@@ -1,0 +1,151 @@
+//! Webmail's message list in SQL (see `crate::listing`). A page is read in two steps:
+//! first the UIDs of the page, from `messages` alone when the order allows (arrival and
+//! size need no join, and arrival walks the `messages_arrival` index), then the rows of
+//! those UIDs with their metadata. Skipping to page 2,000 of a folder thus never joins
+//! the 100,000 rows before it.
+
+use std::rc::Rc;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params};
+
+use super::messages::flags_from;
+use crate::listing::{ListItem, ListPage, ListQuery, ListSort};
+use crate::metadata::AddressItem;
+use crate::{MailboxId, MessageSummary, StoreError, Uid};
+
+/// The fields of the stored metadata a list row shows; serde skips the rest (the body
+/// structure is most of it).
+#[derive(serde::Deserialize)]
+struct RowMetadata {
+    envelope: RowEnvelope,
+    sent_date: Option<i64>,
+    subject: Option<String>,
+    base_subject: String,
+    has_attachments: bool,
+    preview: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RowEnvelope {
+    from: Vec<AddressItem>,
+    to: Vec<AddressItem>,
+}
+
+pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Result<ListPage, StoreError> {
+    let only: Option<Rc<Vec<Value>>> = query
+        .only
+        .as_ref()
+        .map(|uids| Rc::new(uids.iter().map(|&u| Value::Integer(i64::from(u))).collect()));
+    let filter = if only.is_some() {
+        "AND m.uid IN rarray(?2)"
+    } else {
+        "AND ?2 IS NULL"
+    };
+    let dir = if query.descending { "DESC" } else { "ASC" };
+    let limit = query.limit as i64;
+    let offset = query.offset as i64;
+    // (uid, conversation size, unread in conversation) of the page, in order.
+    let mut page: Vec<(Uid, u32, u32)> = Vec::with_capacity(query.limit);
+    let total: usize;
+    if query.conversations {
+        // RFC 5256 §2.1 base subjects group a conversation; a message without a subject
+        // is a conversation of its own. SQLite takes the bare column m.uid from the row
+        // holding max(internal_date): each group is shown by its newest message.
+        let group = "CASE WHEN b.base_subject = '' THEN 'u' || m.uid ELSE 's' || lower(b.base_subject) END";
+        let sql = format!(
+            "SELECT m.uid, max(m.internal_date) AS newest, count(*), sum((m.flags & 1) = 0)
+             FROM messages m JOIN blobs b ON b.id = m.blob_id
+             WHERE m.mailbox_id = ?1 {filter}
+             GROUP BY {group} ORDER BY newest {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
+        );
+        let mut st = conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset], |r| {
+            Ok((r.get(0)?, r.get(2)?, r.get(3)?))
+        })?;
+        for row in rows {
+            page.push(row?);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM messages m JOIN blobs b ON b.id = m.blob_id
+             WHERE m.mailbox_id = ?1 {filter} GROUP BY {group})"
+        );
+        total = conn
+            .prepare_cached(&sql)?
+            .query_row(params![mailbox.0, only.clone()], |r| r.get::<_, i64>(0))? as usize;
+    } else {
+        let (join, key) = match query.sort {
+            ListSort::Arrival => ("", "m.internal_date"),
+            ListSort::Size => ("", "m.size"),
+            ListSort::From => ("JOIN blobs b ON b.id = m.blob_id", "b.sort_from"),
+            ListSort::Subject => ("JOIN blobs b ON b.id = m.blob_id", "lower(b.base_subject)"),
+        };
+        let sql = format!(
+            "SELECT m.uid FROM messages m {join} WHERE m.mailbox_id = ?1 {filter}
+             ORDER BY {key} {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
+        );
+        let mut st = conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset], |r| r.get(0))?;
+        for uid in rows {
+            page.push((uid?, 1, 0));
+        }
+        total = match &only {
+            Some(uids) => {
+                conn.prepare_cached("SELECT count(*) FROM messages m WHERE m.mailbox_id = ?1 AND m.uid IN rarray(?2)")?
+                    .query_row(params![mailbox.0, uids.clone()], |r| r.get::<_, i64>(0))? as usize
+            }
+            None => conn
+                .prepare_cached("SELECT messages FROM mailboxes WHERE id = ?1")?
+                .query_row([mailbox.0], |r| r.get::<_, i64>(0))? as usize,
+        };
+    }
+    let items = rows(conn, mailbox, &page)?;
+    Ok(ListPage { total, items })
+}
+
+/// The list rows of the given page, in its order.
+fn rows(conn: &Connection, mailbox: MailboxId, page: &[(Uid, u32, u32)]) -> Result<Vec<ListItem>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.save_date, m.size, b.metadata
+         FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+    )?;
+    let mut items = Vec::with_capacity(page.len());
+    for &(uid, conversation_size, conversation_unread) in page {
+        let mut rows = st.query(params![mailbox.0, uid])?;
+        let Some(r) = rows.next()? else {
+            continue; // expunged between the two reads
+        };
+        let summary = MessageSummary {
+            uid: r.get(0)?,
+            modseq: r.get::<_, i64>(1)? as u64,
+            flags: flags_from(r.get(2)?, &r.get::<_, String>(3)?),
+            internal_date: r.get(4)?,
+            save_date: r.get(5)?,
+            size: r.get::<_, i64>(6)? as u64,
+        };
+        let json = r.get_ref(7)?.as_str().map_err(|e| corrupt(uid, &e))?;
+        let m: RowMetadata = serde_json::from_str(json).map_err(|e| corrupt(uid, &e))?;
+        let unread = if conversation_size > 1 {
+            conversation_unread
+        } else {
+            u32::from(!summary.flags.is_seen())
+        };
+        items.push(ListItem {
+            summary,
+            from: m.envelope.from,
+            to: m.envelope.to,
+            subject: m.subject,
+            base_subject: m.base_subject,
+            sent_date: m.sent_date,
+            has_attachments: m.has_attachments,
+            preview: m.preview,
+            conversation_size: conversation_size.max(1),
+            conversation_unread: unread,
+        });
+    }
+    Ok(items)
+}
+
+fn corrupt(uid: Uid, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("metadata of UID {uid}: {e}"))
+}
