@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs Tern's whole test suite on a Debian machine. Installs the real peers the tests
 # talk to (Dovecot, Postfix, swaks, Python with dkimpy, opendkim-tools, curl, mbsync,
-# offlineimap, fetchmail) with apt-get when they are missing, then runs every test of
-# the workspace. Tests start their own peers on free loopback ports and clean up.
+# offlineimap, fetchmail, and Chromium for the browser tests) with apt-get when they are
+# missing, and playwright-core (which drives that Chromium) with npm into
+# tests/browser/node_modules, then runs every test of the workspace. Tests start their
+# own peers on free loopback ports and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl
   isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd
-  libnet-ssleay-perl libio-socket-ssl-perl)
+  libnet-ssleay-perl libio-socket-ssl-perl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +26,16 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust 1.95 or newer from https://rustup.rs" >&2
   exit 1
+fi
+
+if ! command -v npm >/dev/null; then
+  echo "npm is not installed: install Node.js 20 or newer with npm (Debian: nodejs npm)" >&2
+  exit 1
+fi
+if [ -f tests/browser/package-lock.json ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund
+else
+  npm install --prefix tests/browser --no-audit --no-fund
 fi
 
 cargo test --workspace --locked

@@ -3,8 +3,10 @@
 //! (Dovecot; Postfix for SMTP), and a small independent IMAP client that
 //! fills and reads back mailboxes (`imap`). Used by tests and benches only.
 //! For SMTP: in-process DNS (`dns`), Postfix (`postfix`), scripted peers (`smtp_peer`), dkimpy (`dkim_check`).
+//! For webmail: Playwright scripts in headless Chromium (`browser`).
 
 pub mod accounts;
+pub mod browser;
 pub mod corpus;
 pub mod dkim_check;
 pub mod dns;
