@@ -23,6 +23,7 @@ pub mod policy;
 pub mod queue;
 pub mod rate;
 pub mod reply;
+pub mod rules;
 pub mod session;
 pub mod verify;
 
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use tern_net::auth::Authenticator;
 use tern_net::listeners::{BoxFuture, ConnContext, Connection, Service};
-use tern_store::Store;
+use tern_store::{Account, Store};
 
 /// What happens to mail that fails DMARC under the sender's `p=reject` policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,6 +149,27 @@ impl SmtpServer {
             resolver,
             queue,
         })
+    }
+}
+
+impl SmtpServer {
+    /// Sends a message written in webmail by `account` (logged in from `peer`) the way
+    /// an authenticated submission session does: same checks and limits, DKIM, queue
+    /// and local delivery. `Err` is the SMTP refusal, whose text says what to change.
+    pub async fn submit(
+        &self,
+        account: Account,
+        peer: std::net::SocketAddr,
+        sender: &str,
+        recipients: &[String],
+        message: Vec<u8>,
+    ) -> Result<reply::Reply, reply::Reply> {
+        session::submit_without_socket(self, account, peer, sender, recipients, message).await
+    }
+
+    /// The largest message submission accepts, in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.config.max_message_size
     }
 }
 

@@ -1088,6 +1088,61 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Webmail's send button: the message goes through exactly what an authenticated
+/// submission session over TLS does — the sender and From checks, the rate limits,
+/// routing, DKIM, the queue and local delivery — without a socket. `Ok` holds the
+/// positive final reply, `Err` the first refusal (MAIL, a RCPT, or the message).
+pub(crate) async fn submit_without_socket(
+    server: &SmtpServer,
+    account: Account,
+    peer: SocketAddr,
+    sender: &str,
+    recipients: &[String],
+    message: Vec<u8>,
+) -> Result<Reply, Reply> {
+    let (_trigger, shutdown) = ShutdownSignal::channel();
+    let mut session = Session {
+        server,
+        mode: Mode::Submission,
+        peer,
+        tls_active: true,
+        starttls_possible: false,
+        shutdown,
+        helo: Some(("webmail".into(), true)),
+        account: Some(account),
+        tx: None,
+        transactions: 0,
+        bad_commands: 0,
+        auth_failures: 0,
+    };
+    let flags = if message.is_ascii() { 0 } else { MAIL_BODY_8BITMIME };
+    let mail = smtp_proto::MailFrom {
+        address: sender.to_string(),
+        flags,
+        size: message.len(),
+        ..Default::default()
+    };
+    let reply = session.mail(mail).await;
+    if !reply.is_positive() {
+        return Err(reply);
+    }
+    for address in recipients {
+        let rcpt = smtp_proto::RcptTo {
+            address: address.clone(),
+            ..Default::default()
+        };
+        let reply = session.rcpt(rcpt).await;
+        if !reply.is_positive() {
+            return Err(Reply::new(reply.code, reply.status, format!("<{address}>: {}", reply.text)));
+        }
+    }
+    if message.len() as u64 > server.config.max_message_size {
+        return Err(reply::too_big(server.config.max_message_size));
+    }
+    let reply = session.finish(message).await;
+    if reply.is_positive() { Ok(reply) } else { Err(reply) }
+}
+
 /// A short unique id for logs and the Received field.
 fn message_id() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)

@@ -28,6 +28,8 @@ pub struct ListQuery {
     pub limit: usize,
     /// Only these messages (search results); `None` is the whole mailbox.
     pub only: Option<Vec<Uid>>,
+    /// Only the messages of one conversation: this base subject (case-insensitive).
+    pub same_subject: Option<String>,
     /// Group messages with the same base subject into one row (a conversation), shown
     /// by its newest message and ordered by it.
     pub conversations: bool,

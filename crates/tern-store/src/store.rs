@@ -46,6 +46,8 @@ pub trait Store: Send + Sync + 'static {
     async fn accounts(&self, domain: Option<&str>) -> Result<Vec<Account>>;
     async fn set_password_hash(&self, address: &str, hash: &str) -> Result<()>;
     async fn set_enabled(&self, address: &str, enabled: bool) -> Result<()>;
+    /// The name shown with the address (`Alice Example <alice@…>`); `None` removes it.
+    async fn set_display_name(&self, address: &str, name: Option<&str>) -> Result<()>;
     async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()>;
     /// Deletes an account, its mailboxes, messages and aliases pointing at it.
     async fn delete_account(&self, address: &str) -> Result<()>;

@@ -39,6 +39,7 @@ pub struct Services {
     imap: Arc<tern_imap::ImapServer>,
     pop3: Arc<tern_pop3::Pop3Server>,
     smtp: Arc<tern_smtp::SmtpServer>,
+    web: Arc<tern_web::WebServer>,
 }
 
 /// What SMTP needs besides its listeners: the queue and the DNS resolver the delivery
@@ -90,8 +91,24 @@ impl Services {
             },
             auth.clone(),
         );
-        let smtp = tern_smtp::SmtpServer::new(mail.config.clone(), auth, mail.resolver.clone(), mail.queue.clone());
-        Services { imap, pop3, smtp }
+        let smtp = tern_smtp::SmtpServer::new(
+            mail.config.clone(),
+            auth.clone(),
+            mail.resolver.clone(),
+            mail.queue.clone(),
+        );
+        let web = tern_web::WebServer::new(
+            tern_web::WebConfig {
+                hostname: config.hostname.clone(),
+                // Attachments grow by a third in base64; what is left must still fit
+                // the message size limit.
+                max_upload: (config.limits.max_message_size * 7 / 10) as usize,
+                ..Default::default()
+            },
+            auth,
+            smtp.clone(),
+        );
+        Services { imap, pop3, smtp, web }
     }
 
     /// The server for a service key of `[listen]` ("imap", "smtp", …), if this build
@@ -102,6 +119,7 @@ impl Services {
             "imap" | "imaps" => Some(self.imap.clone()),
             "pop3" | "pop3s" => Some(self.pop3.clone()),
             "smtp" | "submission" | "submissions" => Some(self.smtp.clone()),
+            "http" | "https" => Some(self.web.clone()),
             _ => None,
         }
     }

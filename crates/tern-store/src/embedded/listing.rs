@@ -37,10 +37,16 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
         .only
         .as_ref()
         .map(|uids| Rc::new(uids.iter().map(|&u| Value::Integer(i64::from(u))).collect()));
-    let filter = if only.is_some() {
+    let only_filter = if only.is_some() {
         "AND m.uid IN rarray(?2)"
     } else {
         "AND ?2 IS NULL"
+    };
+    let subject = query.same_subject.clone();
+    let filter = if subject.is_some() {
+        format!("{only_filter} AND lower(b.base_subject) = lower(?5)")
+    } else {
+        format!("{only_filter} AND ?5 IS NULL")
     };
     let dir = if query.descending { "DESC" } else { "ASC" };
     let limit = query.limit as i64;
@@ -60,7 +66,7 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
              GROUP BY {group} ORDER BY newest {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
         );
         let mut st = conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset], |r| {
+        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset, subject], |r| {
             Ok((r.get(0)?, r.get(2)?, r.get(3)?))
         })?;
         for row in rows {
@@ -68,28 +74,42 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
         }
         let sql = format!(
             "SELECT count(*) FROM (SELECT 1 FROM messages m JOIN blobs b ON b.id = m.blob_id
-             WHERE m.mailbox_id = ?1 {filter} GROUP BY {group})"
+             WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL GROUP BY {group})"
         );
         total = conn
             .prepare_cached(&sql)?
-            .query_row(params![mailbox.0, only.clone()], |r| r.get::<_, i64>(0))? as usize;
+            .query_row(params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject], |r| {
+                r.get::<_, i64>(0)
+            })? as usize;
     } else {
-        let (join, key) = match query.sort {
-            ListSort::Arrival => ("", "m.internal_date"),
-            ListSort::Size => ("", "m.size"),
-            ListSort::From => ("JOIN blobs b ON b.id = m.blob_id", "b.sort_from"),
-            ListSort::Subject => ("JOIN blobs b ON b.id = m.blob_id", "lower(b.base_subject)"),
+        let (needs_blob, key) = match query.sort {
+            ListSort::Arrival => (false, "m.internal_date"),
+            ListSort::Size => (false, "m.size"),
+            ListSort::From => (true, "b.sort_from"),
+            ListSort::Subject => (true, "lower(b.base_subject)"),
+        };
+        let join = if needs_blob || subject.is_some() {
+            "JOIN blobs b ON b.id = m.blob_id"
+        } else {
+            ""
         };
         let sql = format!(
             "SELECT m.uid FROM messages m {join} WHERE m.mailbox_id = ?1 {filter}
              ORDER BY {key} {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
         );
         let mut st = conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset], |r| r.get(0))?;
+        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset, subject.clone()], |r| r.get(0))?;
         for uid in rows {
             page.push((uid?, 1, 0));
         }
         total = match &only {
+            _ if subject.is_some() => conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM messages m {join} WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL"
+                ))?
+                .query_row(params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject], |r| {
+                    r.get::<_, i64>(0)
+                })? as usize,
             Some(uids) => {
                 conn.prepare_cached("SELECT count(*) FROM messages m WHERE m.mailbox_id = ?1 AND m.uid IN rarray(?2)")?
                     .query_row(params![mailbox.0, uids.clone()], |r| r.get::<_, i64>(0))? as usize

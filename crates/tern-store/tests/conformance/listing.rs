@@ -194,3 +194,21 @@ pub async fn conversations_group_by_base_subject(f: Fixture) {
         ]
     );
 }
+
+pub async fn one_conversation_is_listed(f: Fixture) {
+    let alice = with_alice(&f).await;
+    let inbox = f.store.mailbox(alice, "INBOX").await.unwrap().id;
+    let batch = vec![
+        msg("bob@example.org", "Lunch?", 100, "a"),
+        msg("carol@example.org", "Budget", 200, "b"),
+        msg("alice@example.test", "Re: Lunch?", 300, "c"),
+    ];
+    f.store.append(inbox, batch).await.unwrap();
+    let page = f
+        .store
+        .list_page(inbox, &ListQuery { same_subject: Some("LUNCH?".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(subjects(&page), ["Lunch?", "Re: Lunch?"]);
+}

@@ -72,6 +72,7 @@ backends!(
     listing::pages_are_sorted_and_counted,
     listing::search_results_page,
     listing::conversations_group_by_base_subject,
+    listing::one_conversation_is_listed,
     messages::append_is_byte_exact,
     messages::pop3_uidls_from_a_migration_are_kept_until_expunge,
     messages::append_keeps_flags_and_dates,

@@ -124,12 +124,16 @@ pub struct ListenConfig {
     /// Plain HTTP: webmail, admin, autoconfig, ACME challenges.
     #[serde(deserialize_with = "socket_addrs")]
     pub http: Vec<SocketAddr>,
+    /// HTTPS (HTTP over TLS from the first byte): webmail and the rest of the web
+    /// face, usually port 443.
+    #[serde(deserialize_with = "socket_addrs")]
+    pub https: Vec<SocketAddr>,
 }
 
 impl ListenConfig {
     /// Every service as (config key, how its port speaks TLS, addresses), in
     /// the order the file lists them.
-    pub fn services(&self) -> [(&'static str, TlsMode, &[SocketAddr]); 8] {
+    pub fn services(&self) -> [(&'static str, TlsMode, &[SocketAddr]); 9] {
         [
             ("imap", TlsMode::StartTls, &self.imap),
             ("imaps", TlsMode::Implicit, &self.imaps),
@@ -139,6 +143,7 @@ impl ListenConfig {
             ("submission", TlsMode::StartTls, &self.submission),
             ("submissions", TlsMode::Implicit, &self.submissions),
             ("http", TlsMode::Plain, &self.http),
+            ("https", TlsMode::Implicit, &self.https),
         ]
     }
 
@@ -384,7 +389,7 @@ impl ShutdownConfig {
 
 /// The ports of `Config::quickstart` before the offset, in `services()` order.
 /// All above 1024 so no privileges are needed.
-const QUICKSTART_PORTS: [(&str, u16); 8] = [
+const QUICKSTART_PORTS: [(&str, u16); 9] = [
     ("imap", 1143),
     ("imaps", 1993),
     ("pop3", 1110),
@@ -393,6 +398,7 @@ const QUICKSTART_PORTS: [(&str, u16); 8] = [
     ("submission", 1587),
     ("submissions", 1465),
     ("http", 8080),
+    ("https", 8443),
 ];
 
 impl Config {
@@ -452,7 +458,7 @@ impl Config {
 
     /// A config for trying Tern on one machine: every service on 127.0.0.1
     /// at an unprivileged port (IMAP 1143, IMAPS 1993, POP3 1110, POP3S
-    /// 1995, SMTP 2525, submission 1587, submissions 1465, HTTP 8080), each
+    /// 1995, SMTP 2525, submission 1587, submissions 1465, HTTP 8080, HTTPS 8443), each
     /// plus `port_offset` so several instances can run side by side.
     /// TLS files are `tls/cert.pem` and `tls/key.pem` in the data folder
     /// (a self-signed pair, see `crate::tls::generate_self_signed`).
@@ -466,7 +472,7 @@ impl Config {
             }));
         }
         let local = |base: u16| vec![SocketAddr::from(([127, 0, 0, 1], base + port_offset))];
-        let [imap, imaps, pop3, pop3s, smtp, submission, submissions, http] =
+        let [imap, imaps, pop3, pop3s, smtp, submission, submissions, http, https] =
             QUICKSTART_PORTS.map(|(_, port)| local(port));
         Ok(Config {
             hostname: hostname.to_string(),
@@ -480,6 +486,7 @@ impl Config {
                 submission,
                 submissions,
                 http,
+                https,
             },
             auth: AuthConfig {
                 allow_plaintext: PlaintextAuth::Loopback,
@@ -497,7 +504,7 @@ impl Config {
 
     /// A config for a real mail host: the standard ports (IMAP 143, IMAPS
     /// 993, POP3 110, POP3S 995, SMTP 25, submission 587, submissions 465,
-    /// HTTP 80) on every IPv4 and IPv6 address. Binding ports below 1024
+    /// HTTP 80, HTTPS 443) on every IPv4 and IPv6 address. Binding ports below 1024
     /// needs root or CAP_NET_BIND_SERVICE.
     ///
     /// The TLS files are `tls/fullchain.pem` and `tls/privkey.pem` inside the
@@ -529,10 +536,10 @@ impl Config {
                 smtp: everywhere(25),
                 submission: everywhere(587),
                 submissions: everywhere(465),
-                // Port 80, not 443: plain HTTP serves ACME http-01
-                // challenges (RFC 8555 §8.3), autoconfig, and redirects
-                // to HTTPS, which arrives with the web service.
+                // Plain HTTP serves ACME http-01 challenges (RFC 8555
+                // §8.3) and autoconfig, and sends webmail to HTTPS.
                 http: everywhere(80),
+                https: everywhere(443),
             },
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
@@ -583,7 +590,8 @@ impl Config {
             "# Inbound mail from other servers: the MX (RFC 5321); offers STARTTLS.\n# Other servers only ever connect to port 25.",
             "# Mail submission by your users' clients; offers STARTTLS (RFC 6409).\n# Standard port 587.",
             "# Mail submission over TLS from the first byte (RFC 8314). Standard port 465.",
-            "# Plain HTTP: webmail, admin console, client autoconfiguration and ACME\n# challenges. Standard port 80.",
+            "# Plain HTTP: webmail, admin console, client autoconfiguration and ACME\n# challenges. Standard port 80. Webmail logins over it are taken only where\n# [auth] allow_plaintext allows (a TLS-terminating proxy on this machine).",
+            "# HTTPS: webmail and the rest of the web face over TLS. Standard port 443.",
         ];
         for ((name, _, addrs), comment) in self.listen.services().into_iter().zip(listen_comments) {
             line(comment);
@@ -1134,6 +1142,7 @@ mod tests {
             "submission",
             "submissions",
             "http",
+            "https",
             "allow_plaintext",
             "max_connections",
             "max_connections_per_ip",
@@ -1201,7 +1210,7 @@ mod tests {
         assert!(
             message.contains(&format!(
                 "{FILE_NAME}:3: unknown key `listen.imapz` (expected one of imap, imaps, pop3, \
-                 pop3s, smtp, submission, submissions, http)"
+                 pop3s, smtp, submission, submissions, http, https)"
             )),
             "{message}"
         );

@@ -1,0 +1,191 @@
+//! Tern's web face. Today: webmail, a complete mail client in the browser for every
+//! mailbox from the minute it exists (later also the admin console, autoconfig and the
+//! JSON API, on the same listeners).
+//!
+//! Pages are rendered on the server (askama templates compiled into the binary); a
+//! small script (`assets/app.js`, also in the binary) adds live updates, keyboard
+//! shortcuts, drag and drop and draft saving, and everything works without it.
+//!
+//! Modules, each with one job:
+//! - [`session`]: login sessions, their cookie and the CSRF token of each;
+//! - [`login`]: the login and logout pages, with the shared login rate limits;
+//! - [`mail`]: the folder tree and the message list (sort, paging, conversations,
+//!   search), and actions on selected messages (flag, move, delete, junk);
+//! - [`read`]: one message: headers, sanitised body, attachments, raw source;
+//! - [`compose`]: writing, replying, forwarding, drafts and sending through submission;
+//! - [`folders`]: creating, renaming, deleting and emptying folders;
+//! - [`settings`]: display name, signature, vacation reply, forwarding, password;
+//! - [`events`]: server-sent events from the store's change bus;
+//! - [`sanitize`]: HTML from an email made safe to show;
+//! - [`mime`]: a stored message taken apart for display;
+//! - [`assets`], [`page`]: the embedded static files and the shared page pieces.
+
+pub mod assets;
+pub mod compose;
+pub mod events;
+pub mod folders;
+pub mod login;
+pub mod mail;
+pub mod mime;
+pub mod page;
+pub mod read;
+pub mod sanitize;
+pub mod session;
+pub mod settings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tern_net::auth::Authenticator;
+use tern_net::listeners::{BoxFuture, ConnContext, Connection, Service, ShutdownSignal};
+use tern_smtp::SmtpServer;
+use tern_store::Store;
+use tower::ServiceExt;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::debug;
+
+/// Settings of the web listeners.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// This host's name, shown on the login page and in the title.
+    pub hostname: String,
+    /// The largest attachment upload (all files of one message together), in bytes.
+    pub max_upload: usize,
+    /// A login session ends after this long without a request.
+    pub session_idle: Duration,
+    /// ... and after this long in any case.
+    pub session_lifetime: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            hostname: "localhost".into(),
+            max_upload: 25 * 1024 * 1024,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What every handler can reach.
+pub struct App {
+    pub config: WebConfig,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub smtp: Arc<SmtpServer>,
+    pub sessions: session::Sessions,
+}
+
+pub type AppState = Arc<App>;
+
+/// Who is on the other end of a request: put into every request's extensions.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS (false behind a TLS-terminating proxy too).
+    pub tls: bool,
+    /// Fires when Tern shuts down, ending long-lived responses (server-sent events).
+    pub shutdown: ShutdownSignal,
+}
+
+/// The HTTP service every web listener shares.
+pub struct WebServer {
+    router: Router,
+}
+
+impl WebServer {
+    pub fn new(config: WebConfig, auth: Arc<Authenticator>, smtp: Arc<SmtpServer>) -> Arc<WebServer> {
+        let app = Arc::new(App {
+            sessions: session::Sessions::new(config.session_idle, config.session_lifetime),
+            store: auth.store().clone(),
+            config,
+            auth,
+            smtp,
+        });
+        Arc::new(WebServer { router: router(app) })
+    }
+
+    /// The routes, for tests that call them without a socket.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+}
+
+/// Every route of the web listeners.
+fn router(app: AppState) -> Router {
+    // Uploads are limited per message (WebConfig::max_upload) plus room for the text.
+    let body_limit = app.config.max_upload + 1024 * 1024;
+    Router::new()
+        .merge(login::routes())
+        .merge(mail::routes())
+        .merge(read::routes())
+        .merge(compose::routes())
+        .merge(folders::routes())
+        .merge(settings::routes())
+        .merge(events::routes())
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), session::csrf_guard))
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Headers every response carries (pages add their own Content-Security-Policy):
+        // no MIME sniffing, no framing by other sites, no referrer leaking message URLs
+        // to links followed from mail.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(app)
+}
+
+impl Service for WebServer {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn handle(self: Arc<Self>, conn: Connection, ctx: ConnContext) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let client = Client {
+                peer: ctx.peer,
+                tls: ctx.tls_active,
+                shutdown: ctx.shutdown.clone(),
+            };
+            let router = self.router.clone();
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(client.clone());
+                router.clone().oneshot(request)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(conn), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(peer = %ctx.peer, error = %e, "HTTP connection ended with an error");
+                    }
+                }
+                _ = ctx.shutdown.triggered() => {
+                    // Finish the requests in flight, take no new ones.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        })
+    }
+}
