@@ -194,3 +194,29 @@ mod tests {
         assert!(line.matches('"').count() >= 4, "{line}");
     }
 }
+
+/// Why a message could not be signed for its From domain.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("cannot read the DKIM keys: {0}")]
+    Keys(#[from] tern_store::StoreError),
+    #[error(transparent)]
+    Sign(#[from] DkimError),
+}
+
+/// The message with DKIM signatures of the active keys of `from`'s domain prepended;
+/// unchanged if the domain has no active key.
+pub async fn sign_with_domain_keys(
+    store: &dyn tern_store::Store,
+    from: &str,
+    raw: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    let domain = crate::policy::domain_of(from).to_ascii_lowercase();
+    let keys = store.dkim_keys(Some(&domain)).await?;
+    if keys.iter().all(|k| !k.active) {
+        return Ok(raw.to_vec());
+    }
+    let mut signed = sign(raw, &keys)?.into_bytes();
+    signed.extend_from_slice(raw);
+    Ok(signed)
+}

@@ -942,7 +942,44 @@ impl<'a> Session<'a> {
         id: &str,
     ) -> Reply {
         let store = self.server.store.as_ref();
-        match local::deliver(store, accounts, raw.clone(), folder).await {
+        // Each recipient's delivery rules (webmail settings): forwarding, vacation reply.
+        let mut with_rules = Vec::with_capacity(accounts.len());
+        for &a in accounts {
+            if with_rules.iter().any(|(b, _, _)| *b == a) {
+                continue;
+            }
+            // One settings read per recipient; the account only when a rule is on.
+            let rules = crate::rules::load(store, a).await.unwrap_or_default();
+            let account = if rules.forwarding.active() || rules.vacation.enabled {
+                store.account_by_id(a).await.ok()
+            } else {
+                None
+            };
+            with_rules.push((a, account, rules));
+        }
+        // Junk is kept, never forwarded or answered.
+        let act = folder == Folder::Inbox;
+        let forward_only = |r: &crate::rules::DeliveryRules| act && r.forwarding.active() && !r.forwarding.keep_copy;
+        // Forward-only recipients first: if their forward cannot be queued, nothing is
+        // stored yet and the sender simply tries again.
+        for (_, account, rules) in &with_rules {
+            if let Some(account) = account
+                && forward_only(rules)
+                && crate::rules::apply(self.server, account, rules, &tx.sender, &raw).await.forward_failed
+            {
+                return reply::local_error("could not forward the message; try again later");
+            }
+        }
+        let keep: Vec<AccountId> = with_rules
+            .iter()
+            .filter(|(_, _, r)| !forward_only(r))
+            .map(|(a, _, _)| *a)
+            .collect();
+        if keep.is_empty() {
+            info!(id, peer = %self.peer, recipients = accounts.len(), "forwarded");
+            return Reply::new(250, "2.0.0", format!("OK, forwarded as {id}"));
+        }
+        match local::deliver(store, &keep, raw.clone(), folder).await {
             Ok(results) => {
                 let failed: Vec<&AccountId> = results.iter().filter(|(_, r)| r.is_err()).map(|(a, _)| a).collect();
                 if failed.len() == results.len() {
@@ -950,6 +987,17 @@ impl<'a> Session<'a> {
                 }
                 if !failed.is_empty() && !tx.sender.is_empty() {
                     self.bounce_local_failures(tx, &failed, &raw).await;
+                }
+                if act {
+                    // The message is stored: now the copies and answers its rules ask for.
+                    for (a, account, rules) in &with_rules {
+                        if let Some(account) = account
+                            && !forward_only(rules)
+                            && !failed.contains(&a)
+                        {
+                            crate::rules::apply(self.server, account, rules, &tx.sender, &raw).await;
+                        }
+                    }
                 }
                 info!(id, peer = %self.peer, recipients = accounts.len(), size = raw.len(), "delivered");
                 Reply::new(250, "2.0.0", format!("OK, delivered as {id}"))
@@ -1066,25 +1114,12 @@ impl<'a> Session<'a> {
 
     /// DKIM-signs with the keys of the From domain, if it has any.
     async fn sign(&self, from: &str, raw: &[u8]) -> Result<Vec<u8>, Reply> {
-        let domain = policy::domain_of(from).to_ascii_lowercase();
-        let keys = match self.server.store.dkim_keys(Some(&domain)).await {
-            Ok(keys) => keys,
-            Err(e) => return Err(reply::local_error(format!("cannot read the DKIM keys: {e}"))),
-        };
-        if keys.iter().all(|k| !k.active) {
-            return Ok(raw.to_vec());
-        }
-        match crate::dkim::sign(raw, &keys) {
-            Ok(headers) => {
-                let mut signed = headers.into_bytes();
-                signed.extend_from_slice(raw);
-                Ok(signed)
-            }
-            Err(e) => {
-                warn!(error = %e, %domain, "DKIM signing failed");
-                Err(reply::local_error("could not sign the message; try again later"))
-            }
-        }
+        crate::dkim::sign_with_domain_keys(self.server.store.as_ref(), from, raw)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, from, "DKIM signing failed");
+                reply::local_error("could not sign the message; try again later")
+            })
     }
 }
 

@@ -6,35 +6,6 @@ mod common;
 use common::*;
 use tern_smtp::DmarcReject;
 
-/// Sends one message with smtplib to the MX; returns per-recipient refusals or the
-/// error of the whole transaction.
-const SEND: &str = r#"
-host, port, sender, rcpts, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
-s = smtplib.SMTP(host, port)
-try:
-    refused = s.sendmail(sender, rcpts, msg.encode())
-    out({"ok": True, "refused": {k: [v[0], v[1].decode()] for k, v in refused.items()}})
-except smtplib.SMTPRecipientsRefused as e:
-    out({"ok": False, "refused": {k: [v[0], v[1].decode()] for k, v in e.recipients.items()}})
-except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
-    out({"ok": False, "error": err(e)})
-s.quit()
-"#;
-
-async fn send(h: &Harness, sender: &str, rcpts: &[&str], msg: &str) -> serde_json::Value {
-    python(
-        SEND,
-        vec![
-            "127.0.0.1".into(),
-            h.smtp.port().to_string(),
-            sender.into(),
-            serde_json::to_string(rcpts).unwrap(),
-            msg.into(),
-        ],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accepts_hosted_addresses_and_refuses_relaying() {
     let h = Harness::start().await;

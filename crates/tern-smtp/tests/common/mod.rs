@@ -379,3 +379,32 @@ pub async fn swaks(args: Vec<String>) -> Option<std::process::Output> {
     );
     Some(out)
 }
+
+/// Sends one message with smtplib to the MX; returns per-recipient refusals or the
+/// error of the whole transaction.
+const SEND: &str = r#"
+host, port, sender, rcpts, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+s = smtplib.SMTP(host, port)
+try:
+    refused = s.sendmail(sender, rcpts, msg.encode())
+    out({"ok": True, "refused": {k: [v[0], v[1].decode()] for k, v in refused.items()}})
+except smtplib.SMTPRecipientsRefused as e:
+    out({"ok": False, "refused": {k: [v[0], v[1].decode()] for k, v in e.recipients.items()}})
+except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
+    out({"ok": False, "error": err(e)})
+s.quit()
+"#;
+
+pub async fn send(h: &Harness, sender: &str, rcpts: &[&str], msg: &str) -> serde_json::Value {
+    python(
+        SEND,
+        vec![
+            "127.0.0.1".into(),
+            h.smtp.port().to_string(),
+            sender.into(),
+            serde_json::to_string(rcpts).unwrap(),
+            msg.into(),
+        ],
+    )
+    .await
+}
