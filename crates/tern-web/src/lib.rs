@@ -60,6 +60,9 @@ pub struct WebConfig {
     pub session_idle: Duration,
     /// ... and after this long in any case.
     pub session_lifetime: Duration,
+    /// The port of the HTTPS listener, if there is one: plain-HTTP requests from where
+    /// passwords may not travel unencrypted are sent there.
+    pub https_port: Option<u16>,
 }
 
 impl Default for WebConfig {
@@ -69,6 +72,7 @@ impl Default for WebConfig {
             max_upload: 25 * 1024 * 1024,
             session_idle: Duration::from_secs(12 * 3600),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            https_port: None,
         }
     }
 }
@@ -131,10 +135,13 @@ fn router(app: AppState) -> Router {
         .merge(events::routes())
         .merge(assets::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), session::require_tls))
         .layer(DefaultBodyLimit::max(body_limit))
         // Headers every response carries (pages add their own Content-Security-Policy):
         // no MIME sniffing, no framing by other sites, no referrer leaking message URLs
-        // to links followed from mail.
+        // to links followed from mail. `same-origin`, not `no-referrer`: under
+        // `no-referrer` a browser sends `Origin: null` on every POST of the pages (Fetch
+        // standard, "append a request Origin header"), which the CSRF guard refuses.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -145,7 +152,7 @@ fn router(app: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

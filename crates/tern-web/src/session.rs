@@ -23,6 +23,7 @@ use tern_store::{Account, AccountId};
 
 use crate::{AppState, Client};
 
+
 /// The session cookie's name.
 pub const COOKIE: &str = "tern_session";
 /// The form field and header carrying the CSRF token.
@@ -190,6 +191,49 @@ fn login_required(parts: &Parts) -> Response {
     } else {
         (StatusCode::UNAUTHORIZED, "log in first").into_response()
     }
+}
+
+/// Middleware: webmail over plain HTTP only where passwords may travel unencrypted
+/// (`[auth] allow_plaintext`: by default from loopback, i.e. a TLS-terminating proxy on
+/// this machine). Anyone else is sent to the HTTPS listener (308 keeps the method), or
+/// refused if there is none.
+pub async fn require_tls(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(client) = request.extensions().get::<Client>().cloned() else {
+        return next.run(request).await;
+    };
+    if app.auth.plaintext_allowed(client.peer.ip(), client.tls) {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| host_without_port(h).to_string())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
+    match (app.config.https_port, host) {
+        (Some(port), Some(host)) => {
+            let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let target = if port == 443 {
+                format!("https://{host}{path}")
+            } else {
+                format!("https://{host}:{port}{path}")
+            };
+            (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response()
+        }
+        _ => (
+            StatusCode::FORBIDDEN,
+            "webmail needs an encrypted connection: open it with an https:// address",
+        )
+            .into_response(),
+    }
+}
+
+/// `mail.example.org:8080` → `mail.example.org`; `[::1]:8080` → `[::1]`.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 /// Middleware: a state-changing request must come from a page of this host and, when

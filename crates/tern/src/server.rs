@@ -103,6 +103,7 @@ impl Services {
                 // Attachments grow by a third in base64; what is left must still fit
                 // the message size limit.
                 max_upload: (config.limits.max_message_size * 7 / 10) as usize,
+                https_port: config.listen.https.first().map(|a| a.port()),
                 ..Default::default()
             },
             auth,
