@@ -35,7 +35,7 @@ pub enum Command {
     /// On first run creates the data folder with a config, a self-signed certificate,
     /// a domain and a first user whose password is printed once. Later runs reuse it.
     /// Serves on 127.0.0.1: IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995, SMTP 2525,
-    /// submission 1587, submissions 1465, HTTP 8080.
+    /// submission 1587, submissions 1465, HTTP 8080, HTTPS 8443 (webmail).
     Quickstart(QuickstartArgs),
     /// Write a production configuration (standard ports) without starting anything.
     Init(InitArgs),

@@ -88,6 +88,14 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
     init_logging(config.log.level);
     let running = server::start(data.0, &config).await?;
     print_banner(&data, &running);
+    if let Some(https) = running
+        .states
+        .iter()
+        .find(|s| s.name == "https" && s.listening)
+        .and_then(|s| s.addrs.first())
+    {
+        println!("Webmail: https://{https}/ (the certificate is self-signed: accept it once)");
+    }
     match first_login {
         Some((user, secret)) => {
             println!("Log in as {user} with password {secret}");

@@ -1168,13 +1168,13 @@ mod tests {
 
     #[test]
     fn quickstart_rejects_an_offset_past_the_last_port() {
-        assert!(Config::quickstart("localhost", 65535 - 8080).is_ok());
-        let err = Config::quickstart("localhost", 65535 - 8080 + 1).expect_err("too large");
+        assert!(Config::quickstart("localhost", 65535 - 8443).is_ok());
+        let err = Config::quickstart("localhost", 65535 - 8443 + 1).expect_err("too large");
         assert!(
-            matches!(err.kind(), ConfigErrorKind::PortOffset { max: 57455, .. }),
+            matches!(err.kind(), ConfigErrorKind::PortOffset { max: 57092, .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("at most 57455"), "{err}");
+        assert!(err.to_string().contains("at most 57092"), "{err}");
     }
 
     #[test]
