@@ -528,27 +528,16 @@ pub async fn apply(
         }
         "junk" => {
             let junk = special(SpecialUse::Junk).await?;
-            // $Junk / $NotJunk keywords tell filters and other clients (RFC 9051 §2.3.2).
-            store
-                .store_flags(mailbox.id, uids, FlagOp::Add, &Flags::from_names(["$Junk"]), None)
-                .await?;
-            store
-                .store_flags(mailbox.id, uids, FlagOp::Remove, &Flags::from_names(["$NotJunk"]), None)
-                .await?;
+            mark_junk(app, mailbox.id, uids, true).await?;
             if junk.id != mailbox.id {
                 store.move_messages(mailbox.id, uids, junk.id).await?;
             }
             Ok(format!("{n} marked as junk"))
         }
         "notjunk" => {
-            store
-                .store_flags(mailbox.id, uids, FlagOp::Add, &Flags::from_names(["$NotJunk"]), None)
-                .await?;
-            store
-                .store_flags(mailbox.id, uids, FlagOp::Remove, &Flags::from_names(["$Junk"]), None)
-                .await?;
-            let inbox = store.mailbox(user.account.id, "INBOX").await?;
+            mark_junk(app, mailbox.id, uids, false).await?;
             if mailbox.special_use == Some(SpecialUse::Junk) {
+                let inbox = store.mailbox(user.account.id, "INBOX").await?;
                 store.move_messages(mailbox.id, uids, inbox.id).await?;
             }
             Ok(format!("{n} marked as not junk"))
@@ -563,4 +552,17 @@ pub async fn apply(
         }
         other => Err(WebError::bad_request(format!("Unknown action \"{other}\"."))),
     }
+}
+
+/// Sets `$Junk` and clears `$NotJunk`, or the reverse: the keywords that tell spam
+/// filters and other clients what the user decided (RFC 9051 §2.3.2, IANA keywords).
+async fn mark_junk(app: &AppState, mailbox: MailboxId, uids: &[Uid], junk: bool) -> WebResult<()> {
+    let (set, clear) = if junk { ("$Junk", "$NotJunk") } else { ("$NotJunk", "$Junk") };
+    app.store
+        .store_flags(mailbox, uids, FlagOp::Add, &Flags::from_names([set]), None)
+        .await?;
+    app.store
+        .store_flags(mailbox, uids, FlagOp::Remove, &Flags::from_names([clear]), None)
+        .await?;
+    Ok(())
 }

@@ -238,7 +238,7 @@ fn body_csp(remote: bool) -> String {
     let images = if remote { "data: https: http:" } else { "data:" };
     format!(
         "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; style-src 'unsafe-inline'; \
-         img-src {images}; font-src data:; form-action 'none'; base-uri 'none'"
+         img-src {images}; font-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
     )
 }
 

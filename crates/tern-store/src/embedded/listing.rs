@@ -9,10 +9,10 @@ use std::rc::Rc;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
-use super::messages::flags_from;
+use super::messages::summary_row;
 use crate::listing::{ListItem, ListPage, ListQuery, ListSort};
 use crate::metadata::AddressItem;
-use crate::{MailboxId, MessageSummary, StoreError, Uid};
+use crate::{MailboxId, StoreError, Uid};
 
 /// The fields of the stored metadata a list row shows; serde skips the rest (the body
 /// structure is most of it).
@@ -125,8 +125,9 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
 
 /// The list rows of the given page, in its order.
 fn rows(conn: &Connection, mailbox: MailboxId, page: &[(Uid, u32, u32)]) -> Result<Vec<ListItem>, StoreError> {
+    // The summary's columns in `summary_row`'s order, then the metadata.
     let mut st = conn.prepare_cached(
-        "SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.save_date, m.size, b.metadata
+        "SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.save_date, m.size, m.blob_id, b.metadata
          FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
     )?;
     let mut items = Vec::with_capacity(page.len());
@@ -135,15 +136,8 @@ fn rows(conn: &Connection, mailbox: MailboxId, page: &[(Uid, u32, u32)]) -> Resu
         let Some(r) = rows.next()? else {
             continue; // expunged between the two reads
         };
-        let summary = MessageSummary {
-            uid: r.get(0)?,
-            modseq: r.get::<_, i64>(1)? as u64,
-            flags: flags_from(r.get(2)?, &r.get::<_, String>(3)?),
-            internal_date: r.get(4)?,
-            save_date: r.get(5)?,
-            size: r.get::<_, i64>(6)? as u64,
-        };
-        let json = r.get_ref(7)?.as_str().map_err(|e| corrupt(uid, &e))?;
+        let summary = summary_row(r)?.summary;
+        let json = r.get_ref(8)?.as_str().map_err(|e| corrupt(uid, &e))?;
         let m: RowMetadata = serde_json::from_str(json).map_err(|e| corrupt(uid, &e))?;
         let unread = if conversation_size > 1 {
             conversation_unread

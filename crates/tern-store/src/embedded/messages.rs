@@ -139,7 +139,7 @@ fn keywords_column(flags: &Flags) -> String {
     flags.keywords.join(" ")
 }
 
-pub(super) fn flags_from(system: u8, keywords: &str) -> Flags {
+fn flags_from(system: u8, keywords: &str) -> Flags {
     Flags {
         system: SystemFlags(system),
         keywords: keywords
@@ -305,12 +305,12 @@ pub fn append(
 
 const SUMMARY: &str = "SELECT uid, modseq, flags, keywords, internal_date, save_date, size, blob_id FROM messages";
 
-struct Row {
-    summary: MessageSummary,
+pub(super) struct Row {
+    pub summary: MessageSummary,
     blob_id: i64,
 }
 
-fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
         summary: MessageSummary {
             uid: r.get(0)?,
