@@ -160,7 +160,8 @@ struct MailPage {
     prev: Option<String>,
     next: Option<String>,
     sort: &'static str,
-    descending: bool,
+    /// "Newest first", "A–Z", ...: the order shown, on the button that reverses it.
+    order_label: &'static str,
     conversations: bool,
     /// Folders to move to (all but this one).
     targets: Vec<(String, String)>,
@@ -252,7 +253,14 @@ async fn list(State(app): State<AppState>, user: User, Query(params): Query<List
         prev,
         next,
         sort,
-        descending: params.descending(),
+        order_label: match (params.sort(), params.descending()) {
+            (ListSort::Arrival, true) => "↓ Newest first",
+            (ListSort::Arrival, false) => "↑ Oldest first",
+            (ListSort::Size, true) => "↓ Largest first",
+            (ListSort::Size, false) => "↑ Smallest first",
+            (_, false) => "↓ A–Z",
+            (_, true) => "↑ Z–A",
+        },
         conversations,
         targets,
         is_trash: mailbox.special_use == Some(SpecialUse::Trash),
