@@ -312,3 +312,47 @@ async fn wrong_passwords_are_throttled() {
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{text}");
     assert!(text.contains("try again in"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_migration_shows_its_progress_and_a_finished_one_does_not() {
+    let site = site().await;
+    let alice = site.store.account("alice@example.test").await.unwrap();
+    site.store
+        .put_migration_source(tern_store::MigrationSource {
+            name: "old".into(),
+            settings: "{}".into(),
+            secret: None,
+        })
+        .await
+        .unwrap();
+    let migration = site
+        .store
+        .put_migration(tern_store::NewMigration {
+            account: alice.id,
+            source: "old".into(),
+            remote_user: "alice".into(),
+            secret: None,
+            request: "{}".into(),
+        })
+        .await
+        .unwrap();
+    let progress = |phase: &str, copied: u64| {
+        serde_json::json!({ "phase": phase, "source_messages": 12000, "copied": copied }).to_string()
+    };
+    site.store
+        .set_migration_progress(migration.id, &progress("running", 3000))
+        .await
+        .unwrap();
+    let (cookie, _) = login(&site, "alice@example.test").await;
+    let page = String::from_utf8(get(&site, "/mail", &cookie).await.2).unwrap();
+    assert!(
+        page.contains("still being copied") && page.contains("3,000 of 12,000 messages so far (25%)"),
+        "{page}"
+    );
+    site.store
+        .set_migration_progress(migration.id, &progress("done", 12000))
+        .await
+        .unwrap();
+    let page = String::from_utf8(get(&site, "/mail", &cookie).await.2).unwrap();
+    assert!(!page.contains("still being copied"));
+}
