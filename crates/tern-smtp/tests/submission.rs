@@ -214,3 +214,55 @@ async fn swaks_submits_over_starttls_with_auth() {
     assert!(String::from_utf8_lossy(&inbox[0]).contains("from-swaks"));
     h.stop().await;
 }
+
+/// Webmail's send button (`SmtpServer::submit`): the submission session's own checks and
+/// steps without a socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn submitting_without_a_socket_checks_signs_queues_and_delivers() {
+    let h = Harness::start_with(|s| s.deliver = false).await;
+    let alice = h.store.account(ALICE).await.unwrap();
+    let peer: std::net::SocketAddr = "198.51.100.7:50000".parse().unwrap();
+    let message = message(ALICE, "friend@remote.test", "From webmail");
+    let reply = h
+        .server
+        .submit(
+            alice.clone(),
+            peer,
+            ALICE,
+            &[BOB.to_string(), "friend@remote.test".to_string()],
+            message.clone().into_bytes(),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(reply.code, 250);
+    let bob = h.wait_for(BOB, "INBOX", 1).await;
+    assert!(bob[0].ends_with(message.as_bytes()));
+    assert!(header(&bob[0], "Received").is_some_and(|r| r.contains("from webmail ([198.51.100.7])")));
+    let entries = h.store.queue_entries().await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let queued = h.store.queue_message(entries[0].id).await.unwrap();
+    assert!(header(&queued, "DKIM-Signature").is_some(), "signed for the remote recipient");
+
+    // The same rules as over a socket: no sending as someone else, no bad recipient.
+    let refused = h
+        .server
+        .submit(alice.clone(), peer, BOB, &["friend@remote.test".to_string()], message.clone().into_bytes())
+        .await
+        .expect_err("not alice's address");
+    assert_eq!(refused.code, 553);
+    let forged = message.replace(&format!("From: <{ALICE}>"), &format!("From: <{BOB}>"));
+    let refused = h
+        .server
+        .submit(alice.clone(), peer, ALICE, &["friend@remote.test".to_string()], forged.into_bytes())
+        .await
+        .expect_err("From is bob's");
+    assert_eq!(refused.code, 550);
+    let refused = h
+        .server
+        .submit(alice, peer, ALICE, &["nobody@example.test".to_string()], message.into_bytes())
+        .await
+        .expect_err("no such local user");
+    assert!(refused.text.starts_with("<nobody@example.test>"), "{refused:?}");
+    assert_eq!(h.store.queue_entries().await.unwrap().len(), 1, "nothing more queued");
+    h.stop().await;
+}

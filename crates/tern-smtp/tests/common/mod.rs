@@ -33,6 +33,8 @@ pub struct Harness {
     pub submissions: SocketAddr,
     pub queue: Queue,
     pub config: SmtpConfig,
+    /// The server behind the listeners (for calls without a socket: webmail's submit).
+    pub server: Arc<tern_smtp::SmtpServer>,
     listeners: Option<Listeners>,
     stop_delivery: Option<tokio::sync::watch::Sender<bool>>,
 }
@@ -140,6 +142,7 @@ impl Harness {
             submissions,
             queue,
             config: setup.config,
+            server,
             listeners: Some(listeners),
             stop_delivery,
         }
