@@ -106,9 +106,15 @@ fn is_automatic_or_bulk(message: &mail_parser::Message<'_>) -> bool {
     if raw("Auto-Submitted").is_some_and(|v| v != "no") {
         return true;
     }
-    if ["List-Id", "List-Unsubscribe", "List-Post", "X-Auto-Response-Suppress", "Feedback-ID"]
-        .iter()
-        .any(|h| message.header_raw(*h).is_some())
+    if [
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Post",
+        "X-Auto-Response-Suppress",
+        "Feedback-ID",
+    ]
+    .iter()
+    .any(|h| message.header_raw(*h).is_some())
     {
         return true;
     }
@@ -119,7 +125,10 @@ fn is_automatic_or_bulk(message: &mail_parser::Message<'_>) -> bool {
 fn is_machine_sender(sender: &str) -> bool {
     let local = sender.split('@').next().unwrap_or("").to_ascii_lowercase();
     local.is_empty()
-        || matches!(local.as_str(), "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "daemon")
+        || matches!(
+            local.as_str(),
+            "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "daemon"
+        )
         || local.starts_with("owner-")
         || local.ends_with("-request")
         || local.starts_with("bounce")
@@ -164,12 +173,20 @@ pub(crate) async fn apply(
 /// Sends the message on, unchanged below a Delivered-To field (so the sender's DKIM
 /// signature still verifies), with the account as envelope sender: bounces come back
 /// to the user, and SPF checks the forward against Tern, which is allowed to send.
-async fn forward(server: &crate::SmtpServer, account: &tern_store::Account, to: &str, raw: &[u8]) -> Result<(), StoreError> {
+async fn forward(
+    server: &crate::SmtpServer,
+    account: &tern_store::Account,
+    to: &str,
+    raw: &[u8],
+) -> Result<(), StoreError> {
     // Delivered-To (as Postfix and others write it) names each mailbox a message has
     // been delivered to; finding ours means the message went round a forwarding loop.
     let marker = format!("delivered-to: {}", account.address.to_ascii_lowercase());
     let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    if String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase().contains(&marker) {
+    if String::from_utf8_lossy(&raw[..head_end])
+        .to_ascii_lowercase()
+        .contains(&marker)
+    {
         tracing::info!(user = %account.address, "not forwarding: the message has been here before (loop)");
         return Ok(());
     }

@@ -965,7 +965,9 @@ impl<'a> Session<'a> {
         for (_, account, rules) in &with_rules {
             if let Some(account) = account
                 && forward_only(rules)
-                && crate::rules::apply(self.server, account, rules, &tx.sender, &raw).await.forward_failed
+                && crate::rules::apply(self.server, account, rules, &tx.sender, &raw)
+                    .await
+                    .forward_failed
             {
                 return reply::local_error("could not forward the message; try again later");
             }
@@ -1168,7 +1170,11 @@ pub(crate) async fn submit_without_socket(
         };
         let reply = session.rcpt(rcpt).await;
         if !reply.is_positive() {
-            return Err(Reply::new(reply.code, reply.status, format!("<{address}>: {}", reply.text)));
+            return Err(Reply::new(
+                reply.code,
+                reply.status,
+                format!("<{address}>: {}", reply.text),
+            ));
         }
     }
     if message.len() as u64 > server.config.max_message_size {

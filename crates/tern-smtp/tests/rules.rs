@@ -43,7 +43,13 @@ async fn vacation_replies_once_per_sender_and_never_to_lists_or_machines() {
     let h = Harness::start_with(|s| s.deliver = false).await;
     set_rules(&h, ALICE, away()).await;
 
-    let r = send(&h, "carol@remote.test", &[ALICE], &message("carol@remote.test", ALICE, "Question")).await;
+    let r = send(
+        &h,
+        "carol@remote.test",
+        &[ALICE],
+        &message("carol@remote.test", ALICE, "Question"),
+    )
+    .await;
     assert_eq!(r["ok"], true, "{r}");
     h.wait_for(ALICE, "INBOX", 1).await;
     let replies = queued(&h).await;
@@ -54,19 +60,42 @@ async fn vacation_replies_once_per_sender_and_never_to_lists_or_machines() {
     assert_eq!(header(raw, "Auto-Submitted").as_deref(), Some("auto-replied"));
     assert_eq!(header(raw, "Subject").as_deref(), Some("Away until Monday"));
     assert!(header(raw, "In-Reply-To").is_some_and(|v| v.contains("@test>")));
-    assert!(header(raw, "DKIM-Signature").is_some(), "signed like any mail Tern sends");
+    assert!(
+        header(raw, "DKIM-Signature").is_some(),
+        "signed like any mail Tern sends"
+    );
     assert!(String::from_utf8_lossy(raw).contains("read mail on Monday"));
 
     // The same sender again: no second reply within the period.
-    send(&h, "carol@remote.test", &[ALICE], &message("carol@remote.test", ALICE, "Again")).await;
+    send(
+        &h,
+        "carol@remote.test",
+        &[ALICE],
+        &message("carol@remote.test", ALICE, "Again"),
+    )
+    .await;
     h.wait_for(ALICE, "INBOX", 2).await;
     // A mailing list, an automatic message, a machine sender, and a Bcc: none answered.
-    let list = message("dave@remote.test", ALICE, "News").replace("Subject:", "List-Id: <news.remote.test>\r\nSubject:");
+    let list =
+        message("dave@remote.test", ALICE, "News").replace("Subject:", "List-Id: <news.remote.test>\r\nSubject:");
     send(&h, "dave@remote.test", &[ALICE], &list).await;
-    let auto = message("erin@remote.test", ALICE, "Receipt").replace("Subject:", "Auto-Submitted: auto-generated\r\nSubject:");
+    let auto =
+        message("erin@remote.test", ALICE, "Receipt").replace("Subject:", "Auto-Submitted: auto-generated\r\nSubject:");
     send(&h, "erin@remote.test", &[ALICE], &auto).await;
-    send(&h, "noreply@remote.test", &[ALICE], &message("noreply@remote.test", ALICE, "Invoice")).await;
-    send(&h, "frank@remote.test", &[ALICE], &message("frank@remote.test", "someone@remote.test", "Bcc")).await;
+    send(
+        &h,
+        "noreply@remote.test",
+        &[ALICE],
+        &message("noreply@remote.test", ALICE, "Invoice"),
+    )
+    .await;
+    send(
+        &h,
+        "frank@remote.test",
+        &[ALICE],
+        &message("frank@remote.test", "someone@remote.test", "Bcc"),
+    )
+    .await;
     h.wait_for(ALICE, "INBOX", 6).await;
     assert_eq!(queued(&h).await.len(), 1, "still only the first reply");
 
@@ -83,7 +112,13 @@ async fn vacation_keeps_to_its_dates() {
     let mut rules = away();
     rules.vacation.start = "2999-01-01".into();
     set_rules(&h, ALICE, rules).await;
-    send(&h, "carol@remote.test", &[ALICE], &message("carol@remote.test", ALICE, "Early")).await;
+    send(
+        &h,
+        "carol@remote.test",
+        &[ALICE],
+        &message("carol@remote.test", ALICE, "Early"),
+    )
+    .await;
     h.wait_for(ALICE, "INBOX", 1).await;
     assert!(queued(&h).await.is_empty(), "not before the first day");
     h.stop().await;
@@ -113,12 +148,21 @@ async fn forwarding_with_and_without_a_copy_and_never_in_a_loop() {
     assert!(h.inbox(ALICE).await.is_empty(), "no copy kept");
 
     set_rules(&h, ALICE, forward(true)).await;
-    send(&h, "carol@remote.test", &[ALICE], &message("carol@remote.test", ALICE, "Keep me")).await;
+    send(
+        &h,
+        "carol@remote.test",
+        &[ALICE],
+        &message("carol@remote.test", ALICE, "Keep me"),
+    )
+    .await;
     assert_eq!(h.inbox(ALICE).await.len(), 1, "a copy kept");
     assert_eq!(queued(&h).await.len(), 2);
 
     // A message that has been delivered here before is not forwarded again.
-    let looped = format!("Delivered-To: {ALICE}\r\n{}", message("carol@remote.test", ALICE, "Loop"));
+    let looped = format!(
+        "Delivered-To: {ALICE}\r\n{}",
+        message("carol@remote.test", ALICE, "Loop")
+    );
     send(&h, "carol@remote.test", &[ALICE], &looped).await;
     assert_eq!(h.inbox(ALICE).await.len(), 2);
     assert_eq!(queued(&h).await.len(), 2, "the loop is broken");

@@ -241,25 +241,46 @@ async fn submitting_without_a_socket_checks_signs_queues_and_delivers() {
     let entries = h.store.queue_entries().await.unwrap();
     assert_eq!(entries.len(), 1);
     let queued = h.store.queue_message(entries[0].id).await.unwrap();
-    assert!(header(&queued, "DKIM-Signature").is_some(), "signed for the remote recipient");
+    assert!(
+        header(&queued, "DKIM-Signature").is_some(),
+        "signed for the remote recipient"
+    );
 
     // The same rules as over a socket: no sending as someone else, no bad recipient.
     let refused = h
         .server
-        .submit(alice.clone(), peer, BOB, &["friend@remote.test".to_string()], message.clone().into_bytes())
+        .submit(
+            alice.clone(),
+            peer,
+            BOB,
+            &["friend@remote.test".to_string()],
+            message.clone().into_bytes(),
+        )
         .await
         .expect_err("not alice's address");
     assert_eq!(refused.code, 553);
     let forged = message.replace(&format!("From: <{ALICE}>"), &format!("From: <{BOB}>"));
     let refused = h
         .server
-        .submit(alice.clone(), peer, ALICE, &["friend@remote.test".to_string()], forged.into_bytes())
+        .submit(
+            alice.clone(),
+            peer,
+            ALICE,
+            &["friend@remote.test".to_string()],
+            forged.into_bytes(),
+        )
         .await
         .expect_err("From is bob's");
     assert_eq!(refused.code, 550);
     let refused = h
         .server
-        .submit(alice, peer, ALICE, &["nobody@example.test".to_string()], message.into_bytes())
+        .submit(
+            alice,
+            peer,
+            ALICE,
+            &["nobody@example.test".to_string()],
+            message.into_bytes(),
+        )
         .await
         .expect_err("no such local user");
     assert!(refused.text.starts_with("<nobody@example.test>"), "{refused:?}");

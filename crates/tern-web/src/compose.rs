@@ -89,7 +89,16 @@ fn people(list: &[Person]) -> String {
 
 /// `> `-quotes a text for a reply.
 fn quote(text: &str) -> String {
-    text.lines().map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") }).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                ">".to_string()
+            } else {
+                format!("> {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The text of a message body, for quoting.
@@ -143,7 +152,10 @@ async fn form(State(app): State<AppState>, user: User, Query(params): Query<Comp
         let view = mime::view(&raw);
         // Reply from the address the message was sent to, when it is one of ours.
         if let Some(ours) = own.iter().find(|a| {
-            view.to.iter().chain(view.cc.iter()).any(|p| p.address.eq_ignore_ascii_case(a))
+            view.to
+                .iter()
+                .chain(view.cc.iter())
+                .any(|p| p.address.eq_ignore_ascii_case(a))
         }) {
             from = ours.clone();
         }
@@ -153,7 +165,11 @@ async fn form(State(app): State<AppState>, user: User, Query(params): Query<Comp
         page.source_uid = uid.to_string();
         match params.mode.as_str() {
             "reply" | "all" => {
-                let reply_to = if view.reply_to.is_empty() { &view.from } else { &view.reply_to };
+                let reply_to = if view.reply_to.is_empty() {
+                    &view.from
+                } else {
+                    &view.reply_to
+                };
                 page.to = people(reply_to);
                 if params.mode == "all" {
                     let others: Vec<Person> = view
@@ -175,7 +191,10 @@ async fn form(State(app): State<AppState>, user: User, Query(params): Query<Comp
                     refs.push(format!("<{id}>"));
                     page.references = refs.join(" ");
                 }
-                page.text = format!("{signature}\n\nOn {when}, {who} wrote:\n{}", quote(&body_text(&view.body)));
+                page.text = format!(
+                    "{signature}\n\nOn {when}, {who} wrote:\n{}",
+                    quote(&body_text(&view.body))
+                );
                 page.heading = format!("Reply to {who}");
                 page.source_folder.clear();
                 page.source_uid.clear();
@@ -230,10 +249,13 @@ async fn form(State(app): State<AppState>, user: User, Query(params): Query<Comp
             _ => {}
         }
     }
-    page.identities = own.into_iter().map(|a| {
-        let selected = a.eq_ignore_ascii_case(&from);
-        (a, selected)
-    }).collect();
+    page.identities = own
+        .into_iter()
+        .map(|a| {
+            let selected = a.eq_ignore_ascii_case(&from);
+            (a, selected)
+        })
+        .collect();
     Ok(page::render(&page))
 }
 
@@ -263,9 +285,8 @@ struct Draft {
 async fn read_form(app: &AppState, mut multipart: Multipart) -> WebResult<Draft> {
     let mut draft = Draft::default();
     let mut uploaded = 0usize;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        WebError::bad_request(format!("The form could not be read: {e}"))
-    };
+    let bad =
+        |e: axum::extract::multipart::MultipartError| WebError::bad_request(format!("The form could not be read: {e}"));
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
@@ -328,9 +349,14 @@ fn parse_addresses(field: &str, label: &str) -> WebResult<Vec<(Option<String>, S
                 .rsplit_once('@')
                 .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !address.contains(char::is_whitespace));
             if !valid {
-                return Err(WebError::bad_request(format!("\"{address}\" in {label} is not an email address.")));
+                return Err(WebError::bad_request(format!(
+                    "\"{address}\" in {label} is not an email address."
+                )));
             }
-            out.push((a.name.as_deref().map(str::to_string).filter(|n| !n.is_empty()), address.to_string()));
+            out.push((
+                a.name.as_deref().map(str::to_string).filter(|n| !n.is_empty()),
+                address.to_string(),
+            ));
         }
     }
     if out.is_empty() {
@@ -389,14 +415,19 @@ async fn build(app: &AppState, user: &User, draft: &Draft, for_sending: bool) ->
         let raw = app.store.read_message(mailbox.id, uid).await?;
         let view = mime::view(&raw);
         for part in &draft.keep_parts {
-            if let (Some(a), Some((content_type, bytes))) =
-                (view.attachments.iter().find(|a| a.part == *part), mime::part_bytes(&raw, *part))
-            {
+            if let (Some(a), Some((content_type, bytes))) = (
+                view.attachments.iter().find(|a| a.part == *part),
+                mime::part_bytes(&raw, *part),
+            ) {
                 carried.push((a.name.clone(), content_type, bytes));
             }
         }
         if draft.attach_message {
-            let name = if view.subject.trim().is_empty() { "message".into() } else { view.subject.clone() };
+            let name = if view.subject.trim().is_empty() {
+                "message".into()
+            } else {
+                view.subject.clone()
+            };
             carried.push((format!("{name}.eml"), "message/rfc822".into(), raw));
         }
     }
@@ -446,12 +477,15 @@ async fn build(app: &AppState, user: &User, draft: &Draft, for_sending: bool) ->
             )
             .html;
             let plain = mail_parser::decoders::html::html_to_text(&html);
-            m = m.text_body(plain).html_body(format!("<!doctype html><html><body>{html}</body></html>"));
+            m = m
+                .text_body(plain)
+                .html_body(format!("<!doctype html><html><body>{html}</body></html>"));
         }
         for (name, content_type, bytes) in carried.iter().chain(draft.files.iter()) {
             m = m.attachment(content_type.clone(), name.clone(), bytes.clone());
         }
-        m.write_to_vec().map_err(|e| WebError::internal(format!("cannot build the message: {e}")))
+        m.write_to_vec()
+            .map_err(|e| WebError::internal(format!("cannot build the message: {e}")))
     };
     Ok(Built {
         filed: make(true)?,
@@ -474,21 +508,33 @@ async fn special(app: &AppState, user: &User, use_: SpecialUse) -> WebResult<Mai
 async fn drop_draft(app: &AppState, user: &User, uid: Option<Uid>) -> WebResult<()> {
     if let Some(uid) = uid {
         let drafts = special(app, user, SpecialUse::Drafts).await?;
-        app.store.expunge(drafts.id, tern_store::Expunge::Uids(vec![uid])).await?;
+        app.store
+            .expunge(drafts.id, tern_store::Expunge::Uids(vec![uid]))
+            .await?;
     }
     Ok(())
 }
 
 async fn send(State(app): State<AppState>, user: User, multipart: Multipart) -> WebResult {
     let draft = read_form(&app, multipart).await?;
-    check_form_token(&user, Some(&draft.csrf)).map_err(|_| WebError::new(StatusCode::FORBIDDEN, "The form has expired; reload the page."))?;
+    check_form_token(&user, &draft.csrf)?;
     let message = build(&app, &user, &draft, true).await?;
     let reply = app
         .smtp
-        .submit(user.account.clone(), user.client.peer, &message.sender, &message.recipients, message.sent)
+        .submit(
+            user.account.clone(),
+            user.client.peer,
+            &message.sender,
+            &message.recipients,
+            message.sent,
+        )
         .await
         .map_err(|refusal| {
-            let status = if refusal.code >= 500 { StatusCode::BAD_REQUEST } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if refusal.code >= 500 {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             WebError::new(status, format!("Not sent: {}", refusal.text))
         })?;
     info!(user = %user.account.address, recipients = message.recipients.len(), reply = %reply.text, "webmail: sent");
@@ -501,24 +547,40 @@ async fn send(State(app): State<AppState>, user: User, multipart: Multipart) -> 
     if !draft.in_reply_to.is_empty() {
         mark_answered(&app, &user, &draft.in_reply_to).await;
     }
-    if let (Some(uid), false) = (draft.source_uid, draft.source_folder.is_empty()) {
-        if let Ok(mailbox) = app.store.mailbox(user.account.id, &draft.source_folder).await
-            && mailbox.special_use != Some(SpecialUse::Drafts)
-        {
-            let _ = app
-                .store
-                .store_flags(mailbox.id, &[uid], FlagOp::Add, &Flags::from_names(["$Forwarded"]), None)
-                .await;
-        }
+    // What was forwarded gets $Forwarded (RFC 5550 §5.9, the IANA keyword).
+    if let (Some(uid), false) = (draft.source_uid, draft.source_folder.is_empty())
+        && let Ok(mailbox) = app.store.mailbox(user.account.id, &draft.source_folder).await
+        && mailbox.special_use != Some(SpecialUse::Drafts)
+    {
+        let _ = app
+            .store
+            .store_flags(
+                mailbox.id,
+                &[uid],
+                FlagOp::Add,
+                &Flags::from_names(["$Forwarded"]),
+                None,
+            )
+            .await;
     }
     Ok(Redirect::to("/mail?folder=INBOX&sent=1").into_response())
 }
 
 /// Sets \Answered on the message a reply answers, found by its Message-ID in INBOX.
 async fn mark_answered(app: &AppState, user: &User, in_reply_to: &str) {
-    let Some(id) = message_ids(in_reply_to).into_iter().next() else { return };
-    let Ok(inbox) = app.store.mailbox(user.account.id, "INBOX").await else { return };
-    let Ok(hits) = app.store.search_text(inbox.id, tern_store::TextField::Headers, &id).await else { return };
+    let Some(id) = message_ids(in_reply_to).into_iter().next() else {
+        return;
+    };
+    let Ok(inbox) = app.store.mailbox(user.account.id, "INBOX").await else {
+        return;
+    };
+    let Ok(hits) = app
+        .store
+        .search_text(inbox.id, tern_store::TextField::Headers, &id)
+        .await
+    else {
+        return;
+    };
     if let Ok(metadata) = app.store.metadata(inbox.id, &hits).await {
         let answered: Vec<Uid> = metadata
             .into_iter()
@@ -528,7 +590,13 @@ async fn mark_answered(app: &AppState, user: &User, in_reply_to: &str) {
         if !answered.is_empty() {
             let _ = app
                 .store
-                .store_flags(inbox.id, &answered, FlagOp::Add, &Flags::system(SystemFlags::ANSWERED), None)
+                .store_flags(
+                    inbox.id,
+                    &answered,
+                    FlagOp::Add,
+                    &Flags::system(SystemFlags::ANSWERED),
+                    None,
+                )
                 .await;
         }
     }
@@ -544,13 +612,16 @@ async fn save_draft(
     multipart: Multipart,
 ) -> WebResult {
     let draft = read_form(&app, multipart).await?;
-    check_form_token(&user, Some(&draft.csrf)).map_err(|_| WebError::new(StatusCode::FORBIDDEN, "The form has expired; reload the page."))?;
+    check_form_token(&user, &draft.csrf)?;
     let message = build(&app, &user, &draft, false).await?;
     let drafts = special(&app, &user, SpecialUse::Drafts).await?;
     let mut copy = NewMessage::new(message.filed.clone());
     copy.flags = Flags::system(SystemFlags::SEEN.union(SystemFlags::DRAFT));
     let appended = app.store.append(drafts.id, vec![copy]).await?;
-    let uid = appended.first().map(|a| a.uid).ok_or_else(|| WebError::internal("the draft was not saved"))?;
+    let uid = appended
+        .first()
+        .map(|a| a.uid)
+        .ok_or_else(|| WebError::internal("the draft was not saved"))?;
     drop_draft(&app, &user, draft.draft_uid.filter(|old| *old != uid)).await?;
     let attachments: Vec<serde_json::Value> = mime::view(&message.filed)
         .attachments

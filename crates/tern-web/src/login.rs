@@ -53,7 +53,11 @@ fn safe_next(next: &str) -> String {
     }
 }
 
-async fn form(State(app): State<AppState>, client: axum::Extension<Client>, Query(params): Query<LoginParams>) -> Response {
+async fn form(
+    State(app): State<AppState>,
+    client: axum::Extension<Client>,
+    Query(params): Query<LoginParams>,
+) -> Response {
     render(&LoginPage {
         hostname: app.config.hostname.clone(),
         user: String::new(),
@@ -99,10 +103,7 @@ async fn submit(State(app): State<AppState>, client: axum::Extension<Client>, bo
             }
             response
         }
-        Err(LoginError::Invalid) => again(
-            StatusCode::UNAUTHORIZED,
-            "Wrong email address or password.".into(),
-        ),
+        Err(LoginError::Invalid) => again(StatusCode::UNAUTHORIZED, "Wrong email address or password.".into()),
         Err(e @ LoginError::Throttled { .. }) => again(StatusCode::TOO_MANY_REQUESTS, capitalise(&e.to_string())),
         Err(e) => again(StatusCode::SERVICE_UNAVAILABLE, capitalise(&e.to_string())),
     }

@@ -99,7 +99,14 @@ impl ListParams {
             ("subject", self.subject.clone()),
             ("since", self.since.clone()),
             ("before", self.before.clone()),
-            ("page", if self.page > 0 { self.page.to_string() } else { String::new() }),
+            (
+                "page",
+                if self.page > 0 {
+                    self.page.to_string()
+                } else {
+                    String::new()
+                },
+            ),
         ];
         for (key, value) in changes {
             if let Some(field) = fields.iter_mut().find(|(k, _)| k == key) {
@@ -121,7 +128,11 @@ impl ListParams {
 
     /// The link of a column header: sorts by it, or flips the order if it already does.
     pub fn sort_url(&self, by: &str) -> String {
-        let current = if self.sort.is_empty() { "date" } else { self.sort.as_str() };
+        let current = if self.sort.is_empty() {
+            "date"
+        } else {
+            self.sort.as_str()
+        };
         let order = if current == by {
             if self.descending() { "asc" } else { "desc" }
         } else {
@@ -223,8 +234,7 @@ async fn list(State(app): State<AppState>, user: User, Query(params): Query<List
         let p = (params.page - 1).to_string();
         params.url_with(&[("page", if params.page == 1 { "" } else { &p })])
     });
-    let next =
-        (first + PAGE_SIZE < page.total).then(|| params.url_with(&[("page", &(params.page + 1).to_string())]));
+    let next = (first + PAGE_SIZE < page.total).then(|| params.url_with(&[("page", &(params.page + 1).to_string())]));
     let mut frame = page::frame(&app, &user, &mailbox.name).await?;
     let title = frame
         .folders
@@ -343,7 +353,10 @@ async fn search(app: &AppState, mailbox: &Mailbox, params: &ListParams) -> WebRe
         }
         let candidates = store.search_text(mailbox.id, TextField::Headers, value).await?;
         let candidates = match &found {
-            Some(prev) => candidates.into_iter().filter(|u| prev.binary_search(u).is_ok()).collect(),
+            Some(prev) => candidates
+                .into_iter()
+                .filter(|u| prev.binary_search(u).is_ok())
+                .collect(),
             None => candidates,
         };
         let confirmed = confirm_header(app, mailbox.id, &candidates, field, value).await?;
@@ -383,7 +396,9 @@ async fn confirm_header(
             AddressItem::Group { name, members } => {
                 name.as_deref().is_some_and(|s| s.to_lowercase().contains(&needle))
                     || members.iter().any(|(n, a)| {
-                        [n, a].iter().any(|s| s.as_deref().is_some_and(|s| s.to_lowercase().contains(&needle)))
+                        [n, a]
+                            .iter()
+                            .any(|s| s.as_deref().is_some_and(|s| s.to_lowercase().contains(&needle)))
                     })
             }
         })
@@ -395,7 +410,12 @@ async fn confirm_header(
                 envelope
                     .subject
                     .as_deref()
-                    .map(|s| mail_parser::MessageParser::default().parse_headers(format!("Subject: {s}\r\n\r\n").as_bytes()).and_then(|m| m.subject().map(str::to_string)).unwrap_or_else(|| s.to_string()))
+                    .map(|s| {
+                        mail_parser::MessageParser::default()
+                            .parse_headers(format!("Subject: {s}\r\n\r\n").as_bytes())
+                            .and_then(|m| m.subject().map(str::to_string))
+                            .unwrap_or_else(|| s.to_string())
+                    })
                     .unwrap_or_default()
             };
             let hit = match field {
@@ -527,7 +547,9 @@ pub async fn apply(
             // In Trash (and Junk) delete means gone; elsewhere it means "to Trash".
             let trash = special(SpecialUse::Trash).await?;
             if mailbox.id == trash.id || mailbox.special_use == Some(SpecialUse::Junk) {
-                store.expunge(mailbox.id, tern_store::Expunge::Uids(uids.to_vec())).await?;
+                store
+                    .expunge(mailbox.id, tern_store::Expunge::Uids(uids.to_vec()))
+                    .await?;
                 Ok(format!("{n} deleted"))
             } else {
                 store.move_messages(mailbox.id, uids, trash.id).await?;
@@ -565,7 +587,11 @@ pub async fn apply(
 /// Sets `$Junk` and clears `$NotJunk`, or the reverse: the keywords that tell spam
 /// filters and other clients what the user decided (RFC 9051 §2.3.2, IANA keywords).
 async fn mark_junk(app: &AppState, mailbox: MailboxId, uids: &[Uid], junk: bool) -> WebResult<()> {
-    let (set, clear) = if junk { ("$Junk", "$NotJunk") } else { ("$NotJunk", "$Junk") };
+    let (set, clear) = if junk {
+        ("$Junk", "$NotJunk")
+    } else {
+        ("$NotJunk", "$Junk")
+    };
     app.store
         .store_flags(mailbox, uids, FlagOp::Add, &Flags::from_names([set]), None)
         .await?;

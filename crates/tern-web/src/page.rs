@@ -69,9 +69,7 @@ impl From<StoreError> for WebError {
             StoreError::InvalidMailboxName(_)
             | StoreError::HasChildren(_)
             | StoreError::ProtectedMailbox(..)
-            | StoreError::QuotaExceeded { .. } => {
-                WebError::bad_request(e.to_string())
-            }
+            | StoreError::QuotaExceeded { .. } => WebError::bad_request(e.to_string()),
             other => {
                 warn!(error = %other, "webmail: store error");
                 WebError::internal("The mail store could not answer; try again in a moment.")
@@ -150,7 +148,10 @@ pub fn folder_rows(mut mailboxes: Vec<Mailbox>) -> Vec<FolderRow> {
         let top = name.split(tern_store::DELIMITER).next().unwrap_or(name);
         all.iter().find(|m| m.name == top).map_or(6, rank)
     };
-    let ranks: Vec<(u8, String)> = mailboxes.iter().map(|m| (top_rank(&m.name, &mailboxes), m.name.clone())).collect();
+    let ranks: Vec<(u8, String)> = mailboxes
+        .iter()
+        .map(|m| (top_rank(&m.name, &mailboxes), m.name.clone()))
+        .collect();
     let mut order: Vec<usize> = (0..mailboxes.len()).collect();
     order.sort_by(|&a, &b| ranks[a].cmp(&ranks[b]));
     let mut sorted: Vec<Mailbox> = Vec::with_capacity(mailboxes.len());
@@ -164,7 +165,12 @@ pub fn folder_rows(mut mailboxes: Vec<Mailbox>) -> Vec<FolderRow> {
         .into_iter()
         .map(|m| {
             let depth = m.name.matches(tern_store::DELIMITER).count();
-            let label = m.name.rsplit(tern_store::DELIMITER).next().unwrap_or(&m.name).to_string();
+            let label = m
+                .name
+                .rsplit(tern_store::DELIMITER)
+                .next()
+                .unwrap_or(&m.name)
+                .to_string();
             let kind = if m.name.eq_ignore_ascii_case("INBOX") {
                 "inbox"
             } else {
@@ -234,7 +240,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

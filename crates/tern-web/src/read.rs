@@ -113,7 +113,13 @@ async fn read(State(app): State<AppState>, user: User, Query(params): Query<Mess
     // Opening a message reads it (RFC 9051 §6.4.5: as a FETCH of the body would).
     if !summary.flags.is_seen() {
         app.store
-            .store_flags(mailbox.id, &[params.uid], FlagOp::Add, &Flags::system(SystemFlags::SEEN), None)
+            .store_flags(
+                mailbox.id,
+                &[params.uid],
+                FlagOp::Add,
+                &Flags::system(SystemFlags::SEEN),
+                None,
+            )
             .await?;
     }
     let prefs = Prefs::load(&app, user.account.id).await;
@@ -280,7 +286,12 @@ async fn body(State(app): State<AppState>, user: User, Query(params): Query<Mess
     let document = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><style>{BODY_STYLE}</style></head><body>{content}</body></html>"
     );
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], document).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        document,
+    )
+        .into_response();
     if let Ok(csp) = HeaderValue::from_str(&body_csp(remote)) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -308,23 +319,26 @@ async fn part(State(app): State<AppState>, user: User, Query(params): Query<Mess
         .iter()
         .find(|a| a.part == params.part)
         .ok_or_else(|| WebError::not_found("The message has no such attachment."))?;
-    let (content_type, bytes) =
-        mime::part_bytes(&raw, params.part).ok_or_else(|| WebError::not_found("The message has no such attachment."))?;
+    let (content_type, bytes) = mime::part_bytes(&raw, params.part)
+        .ok_or_else(|| WebError::not_found("The message has no such attachment."))?;
     Ok(download(&content_type, &attachment.name, bytes))
 }
 
 /// A file download: always `attachment` (never rendered in Tern's origin), sandboxed if
 /// opened anyway, and never sniffed as another type.
 pub fn download(content_type: &str, name: &str, bytes: Vec<u8>) -> Response {
-    let content_type = HeaderValue::from_str(content_type)
-        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    let content_type =
+        HeaderValue::from_str(content_type).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let mut response = (StatusCode::OK, bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
     if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
@@ -334,13 +348,22 @@ pub fn download(content_type: &str, name: &str, bytes: Vec<u8>) -> Response {
 pub fn content_disposition(name: &str) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if c.is_control() || matches!(c, '/' | '\\') { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let ascii: String = clean
         .chars()
         .map(|c| if c.is_ascii() && c != '"' { c } else { '_' })
         .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", url_encode(&clean))
+    format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        url_encode(&clean)
+    )
 }
 
 /// "Show original": the message exactly as stored, as text.
@@ -348,8 +371,14 @@ async fn raw(State(app): State<AppState>, user: User, Query(params): Query<Messa
     let (_, raw) = load(&app, &user, &params.folder, params.uid).await?;
     let mut response = (StatusCode::OK, raw).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     Ok(response)
 }
 

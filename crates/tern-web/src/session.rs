@@ -23,7 +23,6 @@ use tern_store::{Account, AccountId};
 
 use crate::{AppState, Client};
 
-
 /// The session cookie's name.
 pub const COOKIE: &str = "tern_session";
 /// The form field and header carrying the CSRF token.
@@ -65,7 +64,7 @@ impl Sessions {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         // Drop expired sessions now and then, so abandoned ones do not pile up.
-        if entries.len() % 64 == 0 {
+        if entries.len().is_multiple_of(64) {
             entries.retain(|_, e| self.alive(e, now));
         }
         entries.insert(
@@ -259,7 +258,11 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     };
     let expired = || (StatusCode::FORBIDDEN, "refused: the form has expired; reload the page").into_response();
     if let Some(sent) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
-        return if sent == expected { next.run(request).await } else { expired() };
+        return if sent == expected {
+            next.run(request).await
+        } else {
+            expired()
+        };
     }
     let content_type = request
         .headers()
@@ -282,7 +285,8 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     if sent.as_deref() != Some(expected.as_str()) {
         return expired();
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// One field of an `application/x-www-form-urlencoded` body.
@@ -318,11 +322,14 @@ fn same_origin(headers: &HeaderMap) -> bool {
     authority.eq_ignore_ascii_case(host)
 }
 
-/// Checks a form's CSRF field against the session: `Err` is the refusal to return.
-pub fn check_form_token(user: &User, sent: Option<&str>) -> Result<(), Response> {
-    if sent == Some(user.csrf.as_str()) {
+/// Checks a multipart form's CSRF field against the session.
+pub fn check_form_token(user: &User, sent: &str) -> Result<(), crate::page::WebError> {
+    if sent == user.csrf {
         Ok(())
     } else {
-        Err((StatusCode::FORBIDDEN, "refused: the form has expired; reload the page").into_response())
+        Err(crate::page::WebError::new(
+            StatusCode::FORBIDDEN,
+            "The form has expired; reload the page.",
+        ))
     }
 }

@@ -160,7 +160,9 @@ async fn forwarding(State(app): State<AppState>, user: User, body: Bytes) -> Web
     let mut rules = rules::load(app.store.as_ref(), user.account.id).await?;
     let to = field(&pairs, "to").trim().to_string();
     if !to.is_empty() {
-        let valid = to.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        let valid = to
+            .rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
             && !to.contains(|c: char| c.is_whitespace() || c == ',');
         if !valid {
             return Ok(refused("Forward to one email address, like name@example.org."));
@@ -188,7 +190,9 @@ async fn password(State(app): State<AppState>, user: User, body: Bytes) -> WebRe
         return Ok(refused("The two new passwords differ."));
     }
     if new.chars().count() < MIN_PASSWORD {
-        return Ok(refused(&format!("Choose a password of at least {MIN_PASSWORD} characters.")));
+        return Ok(refused(&format!(
+            "Choose a password of at least {MIN_PASSWORD} characters."
+        )));
     }
     // The current password is checked like a login, so guessing it here is throttled too.
     if let Err(e) = app

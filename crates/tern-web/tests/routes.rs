@@ -86,7 +86,10 @@ async fn send(site: &Site, request: Request<Body>) -> (StatusCode, axum::http::H
     let response = site.router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 10 << 20).await.unwrap().to_vec();
+    let body = axum::body::to_bytes(response.into_body(), 10 << 20)
+        .await
+        .unwrap()
+        .to_vec();
     (status, headers, body)
 }
 
@@ -156,7 +159,12 @@ async fn pages_need_a_session_and_logout_ends_it() {
     let (cookie, csrf) = login(&site, "alice@example.test").await;
     let (status, headers, body) = get(&site, "/mail", &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert!(String::from_utf8_lossy(&body).contains("alice@example.test"));
 
@@ -164,7 +172,11 @@ async fn pages_need_a_session_and_logout_ends_it() {
         post(&site, "/logout", &cookie, Some(ORIGIN), form(&[("csrf", &csrf)])).await,
         StatusCode::SEE_OTHER
     );
-    assert_eq!(get(&site, "/mail", &cookie).await.0, StatusCode::SEE_OTHER, "the session is gone");
+    assert_eq!(
+        get(&site, "/mail", &cookie).await.0,
+        StatusCode::SEE_OTHER,
+        "the session is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,12 +190,26 @@ async fn state_changes_need_the_token_and_this_site_as_origin() {
         "a wrong token"
     );
     assert_eq!(
-        post(&site, "/folders/create", &cookie, Some(ORIGIN), form(&[("name", "Projects")])).await,
+        post(
+            &site,
+            "/folders/create",
+            &cookie,
+            Some(ORIGIN),
+            form(&[("name", "Projects")])
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "no token"
     );
     assert_eq!(
-        post(&site, "/folders/create", &cookie, Some("https://evil.example"), create(&csrf)).await,
+        post(
+            &site,
+            "/folders/create",
+            &cookie,
+            Some("https://evil.example"),
+            create(&csrf)
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "another site"
     );
@@ -193,7 +219,10 @@ async fn state_changes_need_the_token_and_this_site_as_origin() {
         "no Origin or Referer"
     );
     let alice = site.store.account("alice@example.test").await.unwrap();
-    assert!(site.store.mailbox(alice.id, "Projects").await.is_err(), "nothing was created");
+    assert!(
+        site.store.mailbox(alice.id, "Projects").await.is_err(),
+        "nothing was created"
+    );
     assert_eq!(
         post(&site, "/folders/create", &cookie, Some(ORIGIN), create(&csrf)).await,
         StatusCode::SEE_OTHER
@@ -204,11 +233,18 @@ async fn state_changes_need_the_token_and_this_site_as_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_from_afar_goes_to_https_and_loopback_may_stay() {
     let site = site().await;
-    let req = request(&site, "GET", "/login?next=%2Fmail", REMOTE, false).body(Body::empty()).unwrap();
+    let req = request(&site, "GET", "/login?next=%2Fmail", REMOTE, false)
+        .body(Body::empty())
+        .unwrap();
     let (status, headers, _) = send(&site, req).await;
     assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(headers[header::LOCATION], "https://mail.example.test:8443/login?next=%2Fmail");
-    let req = request(&site, "GET", "/login", "127.0.0.1:40000", false).body(Body::empty()).unwrap();
+    assert_eq!(
+        headers[header::LOCATION],
+        "https://mail.example.test:8443/login?next=%2Fmail"
+    );
+    let req = request(&site, "GET", "/login", "127.0.0.1:40000", false)
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(send(&site, req).await.0, StatusCode::OK, "a proxy on this machine");
 }
 
@@ -218,10 +254,17 @@ async fn a_user_reaches_only_their_own_mail() {
     let bob = site.store.account("bob@example.test").await.unwrap();
     let bob_inbox = site.store.mailbox(bob.id, "INBOX").await.unwrap();
     let raw = "From: carol@example.org\r\nTo: bob@example.test\r\nSubject: Bob's secret\r\n\r\nfor bob only\r\n";
-    site.store.append(bob_inbox.id, vec![NewMessage::new(raw)]).await.unwrap();
+    site.store
+        .append(bob_inbox.id, vec![NewMessage::new(raw)])
+        .await
+        .unwrap();
     let (alice_cookie, _) = login(&site, "alice@example.test").await;
     // Alice's own INBOX has no UID 1; Bob's folder names mean Alice's folders to her.
-    for uri in ["/mail/read?folder=INBOX&uid=1", "/mail/raw?folder=INBOX&uid=1", "/mail/body?folder=INBOX&uid=1"] {
+    for uri in [
+        "/mail/read?folder=INBOX&uid=1",
+        "/mail/raw?folder=INBOX&uid=1",
+        "/mail/body?folder=INBOX&uid=1",
+    ] {
         let (status, _, body) = get(&site, uri, &alice_cookie).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         assert!(!String::from_utf8_lossy(&body).contains("for bob only"));
@@ -231,7 +274,12 @@ async fn a_user_reaches_only_their_own_mail() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, raw.as_bytes(), "show original is byte-exact");
     assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
-    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"));
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,15 +308,27 @@ async fn attachments_download_as_files_with_their_names() {
     assert_eq!(body, b"<script>alert(1)</script>");
     let disposition = headers[header::CONTENT_DISPOSITION].to_str().unwrap();
     assert!(disposition.starts_with("attachment;"), "{disposition}");
-    assert!(disposition.contains("filename*=UTF-8''r%C3%A9sum%C3%A9.html"), "{disposition}");
+    assert!(
+        disposition.contains("filename*=UTF-8''r%C3%A9sum%C3%A9.html"),
+        "{disposition}"
+    );
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"));
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_stay_on_this_site() {
     let site = site().await;
-    let body = form(&[("user", "alice@example.test"), ("password", PASSWORD), ("next", "//evil.example/x")]);
+    let body = form(&[
+        ("user", "alice@example.test"),
+        ("password", PASSWORD),
+        ("next", "//evil.example/x"),
+    ]);
     let req = request(&site, "POST", "/login", REMOTE, true)
         .header(header::ORIGIN, ORIGIN)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -53,8 +53,7 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
     let offset = query.offset as i64;
     // (uid, conversation size, unread in conversation) of the page, in order.
     let mut page: Vec<(Uid, u32, u32)> = Vec::with_capacity(query.limit);
-    let total: usize;
-    if query.conversations {
+    let total = if query.conversations {
         // RFC 5256 §2.1 base subjects group a conversation; a message without a subject
         // is a conversation of its own. SQLite takes the bare column m.uid from the row
         // holding max(internal_date): each group is shown by its newest message.
@@ -76,11 +75,10 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
             "SELECT count(*) FROM (SELECT 1 FROM messages m JOIN blobs b ON b.id = m.blob_id
              WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL GROUP BY {group})"
         );
-        total = conn
-            .prepare_cached(&sql)?
-            .query_row(params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject], |r| {
-                r.get::<_, i64>(0)
-            })? as usize;
+        conn.prepare_cached(&sql)?.query_row(
+            params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject],
+            |r| r.get::<_, i64>(0),
+        )? as usize
     } else {
         let (needs_blob, key) = match query.sort {
             ListSort::Arrival => (false, "m.internal_date"),
@@ -98,11 +96,13 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
              ORDER BY {key} {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
         );
         let mut st = conn.prepare_cached(&sql)?;
-        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset, subject.clone()], |r| r.get(0))?;
+        let rows = st.query_map(params![mailbox.0, only.clone(), limit, offset, subject.clone()], |r| {
+            r.get(0)
+        })?;
         for uid in rows {
             page.push((uid?, 1, 0));
         }
-        total = match &only {
+        match &only {
             _ if subject.is_some() => conn
                 .prepare_cached(&format!(
                     "SELECT count(*) FROM messages m {join} WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL"
@@ -117,8 +117,8 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
             None => conn
                 .prepare_cached("SELECT messages FROM mailboxes WHERE id = ?1")?
                 .query_row([mailbox.0], |r| r.get::<_, i64>(0))? as usize,
-        };
-    }
+        }
+    };
     let items = rows(conn, mailbox, &page)?;
     Ok(ListPage { total, items })
 }

@@ -299,8 +299,13 @@ impl Store for EmbeddedStore {
     async fn set_display_name(&self, address: &str, name: Option<&str>) -> Result<()> {
         let address = address.to_string();
         let value = name.map_or(rusqlite::types::Value::Null, |n| n.to_string().into());
-        self.write_events(move |c| Ok((accounts::update_account(c, &address, "display_name", value)?, Vec::new())))
-            .await
+        self.write_events(move |c| {
+            Ok((
+                accounts::update_account(c, &address, "display_name", value)?,
+                Vec::new(),
+            ))
+        })
+        .await
     }
 
     async fn set_quota(&self, address: &str, quota: Option<u64>) -> Result<()> {

@@ -206,7 +206,14 @@ pub async fn one_conversation_is_listed(f: Fixture) {
     f.store.append(inbox, batch).await.unwrap();
     let page = f
         .store
-        .list_page(inbox, &ListQuery { same_subject: Some("LUNCH?".into()), limit: 10, ..Default::default() })
+        .list_page(
+            inbox,
+            &ListQuery {
+                same_subject: Some("LUNCH?".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(page.total, 2);
