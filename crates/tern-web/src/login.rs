@@ -18,7 +18,7 @@ use tern_net::auth::LoginError;
 use tracing::info;
 
 use crate::mail::{field, form_pairs};
-use crate::page::{self, render};
+use crate::page::render;
 use crate::session::{self, token_of};
 use crate::{AppState, Client};
 
@@ -125,6 +125,5 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Ok(cookie) = session::cookie_cleared().parse() {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
-    let _ = page::PAGE_CSP;
     response
 }
