@@ -85,15 +85,25 @@
     return $("#list-view")?.dataset.folder || $("#read-view")?.dataset.folder || "";
   }
 
-  async function act(action, uids, target) {
+  // `leaving`: the page goes elsewhere next, so it is not fetched again, by this or by a
+  // live update (a message just moved away would answer 404).
+  let departing = false;
+  async function act(action, uids, target, leaving) {
     const body = new URLSearchParams();
     body.set("folder", currentFolder());
     body.set("action", action);
     if (target) body.set("target", target);
     uids.forEach((u) => body.append("uid", u));
-    const result = await post("/mail/action", body);
+    if (leaving) departing = true;
+    let result;
+    try {
+      result = await post("/mail/action", body);
+    } catch (err) {
+      departing = false;
+      throw err;
+    }
     toast(result.message);
-    refresh(true);
+    if (!leaving) refresh(true);
   }
 
   // Folders take dropped messages.
@@ -121,6 +131,7 @@
   // what the script shows is exactly what a reload would.
   let refreshing = null;
   async function refresh(listToo) {
+    if (departing) return;
     if (refreshing) return refreshing;
     refreshing = (async () => {
       try {
@@ -225,8 +236,9 @@
         e.preventDefault();
         const action = e.key === "#" ? ["delete"] : e.key === "s" ? ["flag"] : ["move", archiveFolder()];
         if (action[0] === "move" && !action[1]) { toast("There is no Archive folder."); break; }
-        act(action[0], uids, action[1]).then(() => {
-          if ($("#read-view") && e.key !== "s") click('[data-key="u"]');
+        const leaving = Boolean($("#read-view")) && e.key !== "s";
+        act(action[0], uids, action[1], leaving).then(() => {
+          if (leaving) click('[data-key="u"]');
         }).catch((err) => toast(err.message));
         break;
       }

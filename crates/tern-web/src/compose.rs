@@ -21,7 +21,7 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address as BuiltAddress;
 use mail_parser::MessageParser;
 use serde::Deserialize;
-use tern_store::{FlagOp, Flags, Mailbox, NewMessage, SpecialUse, SystemFlags, Uid};
+use tern_store::{FlagOp, Flags, ListQuery, Mailbox, NewMessage, SpecialUse, SystemFlags, Uid};
 use tracing::info;
 
 use crate::AppState;
@@ -482,7 +482,17 @@ async fn build(app: &AppState, user: &User, draft: &Draft, for_sending: bool) ->
                 .html_body(format!("<!doctype html><html><body>{html}</body></html>"));
         }
         for (name, content_type, bytes) in carried.iter().chain(draft.files.iter()) {
-            m = m.attachment(content_type.clone(), name.clone(), bytes.clone());
+            if content_type.eq_ignore_ascii_case("message/rfc822") {
+                // RFC 2046 §5.2.1: a message/rfc822 body is 7bit, 8bit or binary, never
+                // base64; the attached message goes as it is.
+                let encoding = if bytes.is_ascii() { "7bit" } else { "8bit" };
+                let part = mail_builder::mime::MimePart::new(content_type.clone(), bytes.clone())
+                    .attachment(name.clone())
+                    .transfer_encoding(encoding);
+                m.attachments.get_or_insert_with(Vec::new).push(part);
+            } else {
+                m = m.attachment(content_type.clone(), name.clone(), bytes.clone());
+            }
         }
         m.write_to_vec()
             .map_err(|e| WebError::internal(format!("cannot build the message: {e}")))
@@ -545,7 +555,7 @@ async fn send(State(app): State<AppState>, user: User, multipart: Multipart) -> 
     app.store.append(sent.id, vec![copy]).await?;
     drop_draft(&app, &user, draft.draft_uid).await?;
     if !draft.in_reply_to.is_empty() {
-        mark_answered(&app, &user, &draft.in_reply_to).await;
+        mark_answered(&app, &user, &draft.in_reply_to, &draft.subject).await;
     }
     // What was forwarded gets $Forwarded (RFC 5550 §5.9, the IANA keyword).
     if let (Some(uid), false) = (draft.source_uid, draft.source_folder.is_empty())
@@ -566,21 +576,34 @@ async fn send(State(app): State<AppState>, user: User, multipart: Multipart) -> 
     Ok(Redirect::to("/mail?folder=INBOX&sent=1").into_response())
 }
 
-/// Sets \Answered on the message a reply answers, found by its Message-ID in INBOX.
-async fn mark_answered(app: &AppState, user: &User, in_reply_to: &str) {
+/// Sets \Answered on the message a reply answers: the INBOX message of the reply's
+/// conversation (the same base subject, RFC 5256 §2.1) whose Message-ID the reply's
+/// In-Reply-To names. Message-IDs are not in the full-text index, so the conversation
+/// narrows the search instead.
+async fn mark_answered(app: &AppState, user: &User, in_reply_to: &str, subject: &str) {
     let Some(id) = message_ids(in_reply_to).into_iter().next() else {
         return;
     };
     let Ok(inbox) = app.store.mailbox(user.account.id, "INBOX").await else {
         return;
     };
-    let Ok(hits) = app
-        .store
-        .search_text(inbox.id, tern_store::TextField::Headers, &id)
-        .await
-    else {
+    let header = format!("Subject: {}\r\n\r\n", subject.replace(['\r', '\n'], " "));
+    let base = MessageParser::default()
+        .parse_headers(header.as_bytes())
+        .and_then(|m| m.thread_name().map(|s| s.trim().to_string()))
+        .unwrap_or_default();
+    if base.is_empty() {
+        return;
+    }
+    let query = ListQuery {
+        limit: 1000,
+        same_subject: Some(base),
+        ..Default::default()
+    };
+    let Ok(conversation) = app.store.list_page(inbox.id, &query).await else {
         return;
     };
+    let hits: Vec<Uid> = conversation.items.iter().map(|item| item.summary.uid).collect();
     if let Ok(metadata) = app.store.metadata(inbox.id, &hits).await {
         let answered: Vec<Uid> = metadata
             .into_iter()
