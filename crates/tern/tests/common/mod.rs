@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn tern(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -56,7 +57,7 @@ pub fn free_offset() -> u16 {
     // An offset whose quickstart ports are all free right now.
     for _ in 0..50 {
         let offset = 20000 + (rand_u16() % 20000);
-        let ports = [1143, 1993, 1110, 1995, 2525, 1587, 1465, 8080].map(|p| p + offset);
+        let ports = [1143, 1993, 1110, 1995, 2525, 1587, 1465, 8080, 8443].map(|p| p + offset);
         if ports
             .iter()
             .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
@@ -73,4 +74,98 @@ pub fn rand_u16() -> u16 {
         .unwrap()
         .subsec_nanos();
     (nanos ^ std::process::id()) as u16
+}
+
+/// `tern quickstart` running on a fresh data folder in a temporary folder, on free
+/// ports; killed (and its folder removed) when dropped. Its log (stderr) is kept in
+/// `tern.log` beside the data folder, for failure reports.
+pub struct Quickstart {
+    /// The first account's password, as quickstart printed it.
+    pub admin_password: String,
+    pub data: PathBuf,
+    pub offset: u16,
+    log: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Quickstart {
+    /// Starts it and waits until it says it runs (every listener is bound by then).
+    pub fn start() -> Quickstart {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("tern-data");
+        let log = dir.path().join("tern.log");
+        let offset = free_offset();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("--data")
+            .arg(&data)
+            .args(["quickstart", "--port-offset", &offset.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the banner, then keeps draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Quickstart {
+            admin_password: String::new(),
+            data,
+            offset,
+            log,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("quickstart did not start: {seen:?}\n{}", server.log_tail(30)));
+            if let Some(rest) = line.strip_prefix("Log in as admin@example.test with password ") {
+                server.admin_password = rest.trim().to_string();
+            }
+            let done = line.starts_with("Stop with Ctrl-C");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        assert!(!server.admin_password.is_empty(), "no password in {seen:?}");
+        server
+    }
+
+    pub fn port(&self, base: u16) -> u16 {
+        base + self.offset
+    }
+
+    /// Adds an account with the CLI while the server runs.
+    pub fn add_user(&self, address: &str, name: &str, password: &str) {
+        ok(&tern_stdin(
+            &self.data,
+            &["user", "add", address, "--name", name, "--password-stdin"],
+            &format!("{password}\n"),
+        ));
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
