@@ -301,7 +301,7 @@ async fn body(State(app): State<AppState>, user: User, Query(params): Query<Mess
 /// Base styles of a body document (the message's own styles come after and win).
 const BODY_STYLE: &str = "body{margin:0;padding:12px 16px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;\
      color:#1d2330;word-wrap:break-word;overflow-wrap:anywhere}img{max-width:100%;height:auto}\
-     .plain{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:14px}\
+     .plain{font-size:15px}\
      blockquote{margin:0 0 0 .5em;padding-left:.8em;border-left:3px solid #c9d1e0;color:#4a5468}\
      a{color:#1a56c8}table{max-width:100%}";
 
