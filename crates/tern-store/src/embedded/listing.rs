@@ -1,8 +1,8 @@
 //! Webmail's message list in SQL (see `crate::listing`). A page is read in two steps:
-//! first the UIDs of the page, from `messages` alone when the order allows (arrival and
-//! size need no join, and arrival walks the `messages_arrival` index), then the rows of
-//! those UIDs with their metadata. Skipping to page 2,000 of a folder thus never joins
-//! the 100,000 rows before it.
+//! first the UIDs of the page, from `messages` alone (every order but size walks an
+//! index: `messages_arrival`, `messages_from`, `messages_subject`), then the rows of
+//! those UIDs with their metadata. Skipping to page 2,000 of a folder thus never reads
+//! the metadata of the 100,000 rows before it.
 
 use std::rc::Rc;
 
@@ -44,7 +44,7 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
     };
     let subject = query.same_subject.clone();
     let filter = if subject.is_some() {
-        format!("{only_filter} AND lower(b.base_subject) = lower(?5)")
+        format!("{only_filter} AND m.sort_subject = lower(?5)")
     } else {
         format!("{only_filter} AND ?5 IS NULL")
     };
@@ -57,10 +57,10 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
         // RFC 5256 §2.1 base subjects group a conversation; a message without a subject
         // is a conversation of its own. SQLite takes the bare column m.uid from the row
         // holding max(internal_date): each group is shown by its newest message.
-        let group = "CASE WHEN b.base_subject = '' THEN 'u' || m.uid ELSE 's' || lower(b.base_subject) END";
+        let group = "CASE WHEN m.sort_subject = '' THEN 'u' || m.uid ELSE 's' || m.sort_subject END";
         let sql = format!(
             "SELECT m.uid, max(m.internal_date) AS newest, count(*), sum((m.flags & 1) = 0)
-             FROM messages m JOIN blobs b ON b.id = m.blob_id
+             FROM messages m
              WHERE m.mailbox_id = ?1 {filter}
              GROUP BY {group} ORDER BY newest {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
         );
@@ -72,7 +72,7 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
             page.push(row?);
         }
         let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM messages m JOIN blobs b ON b.id = m.blob_id
+            "SELECT count(*) FROM (SELECT 1 FROM messages m
              WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL GROUP BY {group})"
         );
         conn.prepare_cached(&sql)?.query_row(
@@ -80,19 +80,16 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
             |r| r.get::<_, i64>(0),
         )? as usize
     } else {
-        let (needs_blob, key) = match query.sort {
-            ListSort::Arrival => (false, "m.internal_date"),
-            ListSort::Size => (false, "m.size"),
-            ListSort::From => (true, "b.sort_from"),
-            ListSort::Subject => (true, "lower(b.base_subject)"),
-        };
-        let join = if needs_blob || subject.is_some() {
-            "JOIN blobs b ON b.id = m.blob_id"
-        } else {
-            ""
+        // Each order is an index of `messages` (messages_arrival, messages_from,
+        // messages_subject; size sorts the folder's rows, which hold no bodies).
+        let key = match query.sort {
+            ListSort::Arrival => "m.internal_date",
+            ListSort::Size => "m.size",
+            ListSort::From => "m.sort_from",
+            ListSort::Subject => "m.sort_subject",
         };
         let sql = format!(
-            "SELECT m.uid FROM messages m {join} WHERE m.mailbox_id = ?1 {filter}
+            "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1 {filter}
              ORDER BY {key} {dir}, m.uid {dir} LIMIT ?3 OFFSET ?4"
         );
         let mut st = conn.prepare_cached(&sql)?;
@@ -105,15 +102,14 @@ pub fn list_page(conn: &Connection, mailbox: MailboxId, query: &ListQuery) -> Re
         match &only {
             _ if subject.is_some() => conn
                 .prepare_cached(&format!(
-                    "SELECT count(*) FROM messages m {join} WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL"
+                    "SELECT count(*) FROM messages m WHERE m.mailbox_id = ?1 {filter} AND ?3 IS NULL AND ?4 IS NULL"
                 ))?
-                .query_row(params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject], |r| {
-                    r.get::<_, i64>(0)
-                })? as usize,
-            Some(uids) => {
-                conn.prepare_cached("SELECT count(*) FROM messages m WHERE m.mailbox_id = ?1 AND m.uid IN rarray(?2)")?
-                    .query_row(params![mailbox.0, uids.clone()], |r| r.get::<_, i64>(0))? as usize
-            }
+                .query_row(
+                    params![mailbox.0, only.clone(), None::<i64>, None::<i64>, subject],
+                    |r| r.get::<_, i64>(0),
+                )? as usize,
+            // The caller's list (search results of this mailbox, just made).
+            Some(uids) => uids.len(),
             None => conn
                 .prepare_cached("SELECT messages FROM mailboxes WHERE id = ?1")?
                 .query_row([mailbox.0], |r| r.get::<_, i64>(0))? as usize,

@@ -174,8 +174,8 @@ fn reference_blob(
     }
     let m = &p.metadata;
     conn.prepare_cached(
-        "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id, sort_from)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO blobs (account_id, hash, size, refs, metadata, sent_date, base_subject, message_id)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         account.0,
@@ -184,8 +184,7 @@ fn reference_blob(
         p.metadata_json,
         m.sent_date,
         m.base_subject,
-        m.message_id,
-        m.envelope.sort_from()
+        m.message_id
     ])?;
     let id = conn.last_insert_rowid();
     if p.inline() {
@@ -255,8 +254,9 @@ pub fn append(
     let mut delta = Delta::default();
     let mut out = Vec::with_capacity(prepared.len());
     let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size,
+                               sort_from, sort_subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut index = Vec::new();
     for p in prepared.iter_mut() {
@@ -270,7 +270,9 @@ pub fn append(
             keywords_column(&p.flags),
             p.internal_date,
             saved,
-            p.raw.len() as i64
+            p.raw.len() as i64,
+            p.metadata.envelope.sort_from(),
+            p.metadata.base_subject.to_lowercase()
         ])?;
         if let Some(uidl) = &p.pop3_uidl {
             conn.prepare_cached("INSERT INTO pop3_uidls (mailbox_id, uid, uidl) VALUES (?1, ?2, ?3)")?
@@ -547,8 +549,10 @@ pub fn copy(
     let mut delta = Delta::default();
     let mut mapping = Vec::with_capacity(found.len());
     let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size,
+                               sort_from, sort_subject)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, sort_from, sort_subject
+         FROM messages WHERE mailbox_id = ?10 AND uid = ?11",
     )?;
     let mut reference = conn.prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE id = ?1")?;
     for r in &found {
@@ -563,7 +567,9 @@ pub fn copy(
             keywords_column(&s.flags),
             s.internal_date,
             saved,
-            s.size as i64
+            s.size as i64,
+            from.0,
+            s.uid
         ])?;
         delta.add(s.flags.system, s.size, 1);
         mapping.push((s.uid, uid));
@@ -669,8 +675,10 @@ pub fn move_all(conn: &Connection, source: &Mailbox, target: &Mailbox) -> Result
         return Ok(Vec::new());
     }
     conn.execute(
-        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size)
-         SELECT ?2, uid, blob_id, 1, flags, keywords, internal_date, save_date, size FROM messages WHERE mailbox_id = ?1",
+        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, flags, keywords, internal_date, save_date, size,
+                               sort_from, sort_subject)
+         SELECT ?2, uid, blob_id, 1, flags, keywords, internal_date, save_date, size, sort_from, sort_subject
+         FROM messages WHERE mailbox_id = ?1",
         params![source.id.0, target.id.0],
     )?;
     // One reference per message, also when several messages share a body.
@@ -762,8 +770,10 @@ pub fn search_text(
         return Ok(list(conn, mailbox)?.into_iter().map(|m| m.uid).collect());
     };
     let mut st = conn.prepare_cached(
-        "SELECT m.uid FROM messages m WHERE m.mailbox_id = ?1
-           AND m.blob_id IN (SELECT rowid FROM idx.fts WHERE fts MATCH ?2) ORDER BY m.uid",
+        // From the hits to their messages (messages_blob), so the cost follows the hits,
+        // not the size of the mailbox.
+        "SELECT m.uid FROM idx.fts f JOIN messages m ON m.blob_id = f.rowid
+         WHERE fts MATCH ?2 AND m.mailbox_id = ?1 ORDER BY m.uid",
     )?;
     let uids = st
         .query_map(params![mailbox.0, q], |r| r.get(0))?

@@ -219,3 +219,50 @@ pub async fn one_conversation_is_listed(f: Fixture) {
     assert_eq!(page.total, 2);
     assert_eq!(subjects(&page), ["Lunch?", "Re: Lunch?"]);
 }
+
+pub async fn copied_and_moved_messages_keep_their_order(f: Fixture) {
+    let alice = with_alice(&f).await;
+    let inbox = f.store.mailbox(alice, "INBOX").await.unwrap().id;
+    let archive = f.store.mailbox(alice, "Archive").await.unwrap().id;
+    let batch = vec![
+        msg("\"Zoe\" <zoe@example.org>", "Re: beta", 100, "a"),
+        msg("\"Adam\" <adam@example.org>", "gamma", 200, "b"),
+        msg("\"Mia\" <mia@example.org>", "Alpha", 300, "c"),
+    ];
+    let uids: Vec<_> = f
+        .store
+        .append(inbox, batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.uid)
+        .collect();
+    f.store.copy(inbox, &uids[..2], archive).await.unwrap();
+    f.store.move_messages(inbox, &uids[2..], archive).await.unwrap();
+    let by_subject = f
+        .store
+        .list_page(
+            archive,
+            &ListQuery {
+                sort: ListSort::Subject,
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(subjects(&by_subject), ["Alpha", "Re: beta", "gamma"]);
+    let by_from = f
+        .store
+        .list_page(
+            archive,
+            &ListQuery {
+                sort: ListSort::From,
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(subjects(&by_from), ["gamma", "Alpha", "Re: beta"], "Adam, Mia, Zoe");
+}

@@ -73,6 +73,7 @@ backends!(
     listing::search_results_page,
     listing::conversations_group_by_base_subject,
     listing::one_conversation_is_listed,
+    listing::copied_and_moved_messages_keep_their_order,
     messages::append_is_byte_exact,
     messages::pop3_uidls_from_a_migration_are_kept_until_expunge,
     messages::append_keeps_flags_and_dates,
