@@ -230,33 +230,45 @@ impl TernProcess {
 
     /// What the server wrote to stdout and stderr.
     pub fn log(&self) -> String {
-        ["stdout.log", "stderr.log"]
-            .iter()
-            .map(|f| std::fs::read(self.dir.path().join(f)).unwrap_or_default())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
+        read_logs(self.dir.path())
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            stop_child(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// Stops a Tern process the way an administrator would (SIGTERM, a graceful shutdown),
+/// and kills it if it has not exited within STOP_TIMEOUT.
+pub fn stop_child(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The server's log files in its folder, stdout then stderr.
+pub fn read_logs(dir: &Path) -> String {
+    ["stdout.log", "stderr.log"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap_or_default())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
 }
 
 impl Drop for TernProcess {
@@ -266,7 +278,8 @@ impl Drop for TernProcess {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16, String> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -53,7 +53,7 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tern_bench::client::{self, Client};
-use tern_bench::tern_process::{TernProcess, tree_cpu_seconds};
+use tern_bench::tern_process::{self, TernProcess, tree_cpu_seconds};
 use tern_bench::{command_output, load_average, thousands};
 use tern_store::{EmbeddedStore, Flags, NewMessage, Store};
 use tern_testkit::dovecot::Dovecot;
@@ -605,7 +605,7 @@ impl TernServer {
         };
         let mut last = String::new();
         for _ in 0..5 {
-            server.port = free_port()?;
+            server.port = tern_process::free_port()?;
             write_tern_config(server.dir.path(), server.port)?;
             match server.try_start(binary)? {
                 Ok(()) => return Ok(server),
@@ -657,31 +657,13 @@ impl TernServer {
     }
 
     fn log(&self) -> String {
-        ["stdout.log", "stderr.log"]
-            .iter()
-            .map(|f| std::fs::read(self.dir.path().join(f)).unwrap_or_default())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
+        tern_process::read_logs(self.dir.path())
     }
 
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            tern_process::stop_child(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -689,13 +671,6 @@ impl Drop for TernServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
 }
 
 // --- A minimal HTTP/1.1 client ------------------------------------------------------
