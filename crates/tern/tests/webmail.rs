@@ -170,7 +170,8 @@ fn settings_profile_signature_vacation_forwarding_password() {
     );
 }
 
-/// Keyboard shortcuts (j, k, o, u, #, /, ?, c) and the phone layout with its folder menu.
+/// Keyboard shortcuts (j, k, o, u, #, r, a, f, e, /, ?, c), the rich-text editor, and the
+/// phone layout with its folder menu.
 #[test]
 fn keyboard_shortcuts_and_phone_layout() {
     let server = server();

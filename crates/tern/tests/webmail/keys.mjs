@@ -1,4 +1,5 @@
-// Keyboard shortcuts (j/k move, o opens, u goes back, # deletes in the list and while
+// Keyboard shortcuts (j/k move, o opens, u goes back, r/a/f reply, reply all and forward,
+// e archives, # deletes in the list and while
 // reading, / focuses the search box, c composes, ? shows the help) and the phone layout
 // (390x844: the folder column is hidden until the menu button opens it, nothing is
 // wider than the screen).
@@ -59,9 +60,46 @@ export default async function ({ browser, page, env, assert, step }) {
   await page.keyboard.press('Escape');
   await page.locator('#shortcuts:not([open])').waitFor({ state: 'attached' });
 
-  step('c opens compose');
+  step('r, a and f while reading open a reply, a reply to all and a forward of that message');
+  await t.row(page, 'Fourth').locator('.subj').click();
+  await page.waitForURL(/\/mail\/read\?/);
+  const reading = page.url();
+  for (const [key, mode] of [['r', 'reply'], ['a', 'all'], ['f', 'forward']]) {
+    await Promise.all([page.waitForURL((u) => u.pathname === '/compose'), page.keyboard.press(key)]);
+    assert.equal(new URL(page.url()).searchParams.get('mode'), mode, key);
+    await page.goto(reading);
+  }
+  assert.equal(await page.locator('h1#subject').innerText(), 'Fourth', 'back on the message');
+
+  step('e archives the message under the cursor');
+  await Promise.all([page.waitForURL((u) => u.pathname === '/mail'), page.keyboard.press('u')]);
+  await page.keyboard.press('j');
+  assert.deepEqual(await cursor(), ['Fourth']);
+  await page.keyboard.press('e');
+  await t.row(page, 'Fourth').waitFor({ state: 'detached' });
+  assert.deepEqual((await admin.folder('Archive')).map((m) => m.subject), ['Fourth']);
+
+  step('c opens compose; the rich-text editor sends HTML with a plain-text part');
   await Promise.all([page.waitForURL((u) => u.pathname === '/compose'), page.keyboard.press('c')]);
   assert.equal(await page.locator('.compose-view h1').innerText(), 'New message');
+  await page.fill('#to', env.BOB);
+  await page.fill('#subject', 'Rich text');
+  await page.selectOption('#editor-mode', 'rich');
+  await page.locator('#rich').click();
+  await page.keyboard.type('Plain words, then ');
+  await page.click('[data-format="bold"]');
+  await page.keyboard.type('bold words');
+  await Promise.all([page.waitForURL((u) => u.pathname === '/mail'), page.click('#send')]);
+  const bob = t.imap(env, env.BOB, env.BOB_PASSWORD);
+  const rich = await t.until('the rich message at bob', async () => {
+    const all = await bob.folder('INBOX', true);
+    return all.find((m) => m.subject === 'Rich text');
+  });
+  const raw = rich.raw.toString('latin1');
+  assert.match(raw, /Content-Type: multipart\/alternative/i);
+  assert.match(raw, /Content-Type: text\/plain/i);
+  assert.match(raw, /<b>bold words<\/b>/);
+  await page.goto(env.BASE + '/mail');
 
   step('the phone layout: folders behind the menu button');
   const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
