@@ -1,6 +1,6 @@
-// Keyboard shortcuts (j/k move, o opens, u goes back, r/a/f reply, reply all and forward,
-// e archives, # deletes in the list and while
-// reading, / focuses the search box, c composes, ? shows the help) and the phone layout
+// Keyboard shortcuts (j/k move, o opens, u goes back, r/a/f reply, reply all and
+// forward, e archives, # deletes in the list and while reading, / focuses the search
+// box, c composes, ? shows the help), the rich-text editor, and the phone layout
 // (390x844: the folder column is hidden until the menu button opens it, nothing is
 // wider than the screen).
 
