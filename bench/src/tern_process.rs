@@ -120,36 +120,7 @@ impl TernProcess {
 
     /// Runs `tern --data DIR <args>` to completion; its stdout on success.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--data")
-            .arg(self.dir.path())
-            .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        if let Some(input) = stdin
-            && let Some(mut pipe) = child.stdin.take()
-        {
-            pipe.write_all(input.as_bytes())
-                .and_then(|()| pipe.write_all(b"\n"))
-                .map_err(|e| format!("cannot write to tern {}: {e}", args.join(" ")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("tern {}: {e}", args.join(" ")))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`tern {}` failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_cli(&self.binary, self.dir.path(), args, stdin)
     }
 
     /// Starts `tern serve` and waits for its IMAP greeting.
@@ -276,6 +247,39 @@ impl Drop for TernProcess {
         self.stop();
         // The TempDir field removes the folder after this.
     }
+}
+
+/// Runs `BINARY --data DIR <args>` to completion, `stdin` (plus a newline) as its
+/// input; its stdout on success, everything it said on failure.
+pub fn run_cli(binary: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut child = Command::new(binary)
+        .arg("--data")
+        .arg(dir)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(format!("{input}\n").as_bytes())
+            .map_err(|e| format!("cannot write to tern {}: {e}", args.join(" ")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("tern {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`tern {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A port free on 127.0.0.1 right now.

@@ -378,38 +378,6 @@ fn write_tern_config(dir: &Path, port: u16) -> Result<(), String> {
     std::fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Runs `tern --data DIR <args>` to completion.
-fn tern_cli(binary: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new(binary)
-        .arg("--data")
-        .arg(dir)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    if let Some(input) = stdin
-        && let Some(mut pipe) = child.stdin.take()
-    {
-        pipe.write_all(format!("{input}\n").as_bytes())
-            .map_err(|e| format!("cannot write to tern {}: {e}", args.join(" ")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("tern {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`tern {}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Generates the mailbox and writes both stores into `dir` (which must not exist yet).
 fn build_cache(binary: &Path, dir: &Path, args: &Args, rt: &tokio::runtime::Runtime) -> Result<Manifest, String> {
     let io = |what: &str, e: std::io::Error| format!("cannot {what}: {e}");
@@ -478,7 +446,7 @@ fn build_cache(binary: &Path, dir: &Path, args: &Args, rt: &tokio::runtime::Runt
     let t = Instant::now();
     let data = dir.join("tern");
     let domain = USER.rsplit_once('@').map(|(_, d)| d).unwrap_or("bench.test");
-    tern_cli(
+    tern_process::run_cli(
         binary,
         &data,
         &["init", "--domain", domain, "--hostname", HOSTNAME],
@@ -489,7 +457,7 @@ fn build_cache(binary: &Path, dir: &Path, args: &Args, rt: &tokio::runtime::Runt
     tern_net::tls::generate_self_signed(HOSTNAME, &tls.join("cert.pem"), &tls.join("key.pem"))
         .map_err(|e| format!("cannot make a certificate for Tern: {e}"))?;
     write_tern_config(&data, 0)?;
-    tern_cli(
+    tern_process::run_cli(
         binary,
         &data,
         &["user", "add", USER, "--password-stdin"],
