@@ -42,6 +42,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tern_net::auth::Authenticator;
+use tern_net::endpoints::ClientEndpoints;
 use tern_net::listeners::{BoxFuture, ConnContext, Connection, Service, ShutdownSignal};
 use tern_smtp::SmtpServer;
 use tern_store::Store;
@@ -60,9 +61,11 @@ pub struct WebConfig {
     pub session_idle: Duration,
     /// ... and after this long in any case.
     pub session_lifetime: Duration,
-    /// The port of the HTTPS listener, if there is one: plain-HTTP requests from where
-    /// passwords may not travel unencrypted are sent there.
-    pub https_port: Option<u16>,
+    /// Where clients reach this server (host name, client ports), for autoconfig and
+    /// the setup page; its HTTPS port is where plain-HTTP requests from where passwords
+    /// may not travel unencrypted are sent. [`WebServer::set_endpoints`] updates it
+    /// once the listeners are bound.
+    pub endpoints: ClientEndpoints,
 }
 
 impl Default for WebConfig {
@@ -72,7 +75,7 @@ impl Default for WebConfig {
             max_upload: 25 * 1024 * 1024,
             session_idle: Duration::from_secs(12 * 3600),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
-            https_port: None,
+            endpoints: ClientEndpoints::default(),
         }
     }
 }
@@ -84,6 +87,17 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     pub smtp: Arc<SmtpServer>,
     pub sessions: session::Sessions,
+    endpoints: std::sync::RwLock<ClientEndpoints>,
+}
+
+impl App {
+    /// Where clients reach this server, as bound.
+    pub fn endpoints(&self) -> ClientEndpoints {
+        self.endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 pub type AppState = Arc<App>;
@@ -100,6 +114,7 @@ pub struct Client {
 
 /// The HTTP service every web listener shares.
 pub struct WebServer {
+    app: AppState,
     router: Router,
 }
 
@@ -108,11 +123,25 @@ impl WebServer {
         let app = Arc::new(App {
             sessions: session::Sessions::new(config.session_idle, config.session_lifetime),
             store: auth.store().clone(),
+            endpoints: std::sync::RwLock::new(config.endpoints.clone()),
             config,
             auth,
             smtp,
         });
-        Arc::new(WebServer { router: router(app) })
+        Arc::new(WebServer {
+            router: router(app.clone()),
+            app,
+        })
+    }
+
+    /// The client endpoints as actually bound (a port 0 in the config becomes the port
+    /// taken).
+    pub fn set_endpoints(&self, endpoints: ClientEndpoints) {
+        *self
+            .app
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints;
     }
 
     /// The routes, for tests that call them without a socket.

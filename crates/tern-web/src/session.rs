@@ -209,7 +209,7 @@ pub async fn require_tls(State(app): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .map(|h| host_without_port(h).to_string())
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
-    match (app.config.https_port, host) {
+    match (app.endpoints().https, host) {
         (Some(port), Some(host)) => {
             let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let target = if port == 443 {

@@ -55,7 +55,11 @@ async fn site() -> Site {
     let web = WebServer::new(
         WebConfig {
             hostname: HOST.into(),
-            https_port: Some(8443),
+            endpoints: tern_net::endpoints::ClientEndpoints {
+                hostname: HOST.into(),
+                https: Some(8443),
+                ..Default::default()
+            },
             ..Default::default()
         },
         auth,

@@ -63,6 +63,57 @@ pub enum Command {
     /// Look at and act on outgoing mail waiting for delivery to other servers.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Check a domain's DNS records, or print the ones to publish.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// Check what a user's mail client would hit: names, ports, certificate, logins.
+    ///
+    /// Resolves the server's name, connects to every client port (IMAP 993/143, POP3
+    /// 995/110, submission 465/587), checks the certificate's validity and name and,
+    /// given the password, logs in over each protocol. Exits with status 1 when
+    /// something a client needs is broken.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Look up the domain's records and say, for each, ok / warning / error, what is
+    /// published and the exact record to publish.
+    ///
+    /// MX, SPF, DKIM (the published key must be the one Tern signs with), DMARC,
+    /// MTA-STS and TLS-RPT (advisory), the autoconfig and autodiscover names, the
+    /// client SRV records (RFC 6186, RFC 8314), A/AAAA of this host and reverse DNS.
+    /// With several --resolver, also compares their answers (split-horizon DNS).
+    /// Exits with status 1 when a finding is an error.
+    Check {
+        domain: String,
+        /// Ask this DNS server (IP or IP:PORT) instead of the system's; repeat to
+        /// compare an internal and a public resolver.
+        #[arg(long, value_name = "IP[:PORT]")]
+        resolver: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the records to publish for the domain as a zone-file snippet.
+    Records { domain: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The user's address, e.g. alice@example.com.
+    pub email: String,
+    /// Read the user's password from standard input (one line) and log in with it
+    /// over every protocol.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Ask this DNS server (IP or IP:PORT) instead of the system's.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub resolver: Option<String>,
+    /// The server to check instead of the one the configuration names (host name).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +363,13 @@ pub enum MigrateCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Declare that a domain's MX record now points to Tern (go-live), by hand.
+    ///
+    /// `tern serve` notices this by itself by watching the MX record. Either way: the
+    /// cutover time is recorded, a delta pass runs for every mailbox of the domain,
+    /// more follow until no new mail has arrived at the old provider for the quiet
+    /// period, then a final pass finishes each migration and the admin is told.
+    Cutover { domain: String },
     /// Run queued passes in the foreground until none is left (without `tern serve`).
     Run,
     /// Forget a mailbox's migration (its copied mail stays in Tern).

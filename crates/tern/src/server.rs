@@ -103,7 +103,7 @@ impl Services {
                 // Attachments grow by a third in base64; what is left must still fit
                 // the message size limit.
                 max_upload: (config.limits.max_message_size * 7 / 10) as usize,
-                https_port: config.listen.https.first().map(|a| a.port()),
+                endpoints: client_endpoints(config, config.listen.services().iter().map(|(n, _, a)| (*n, *a))),
                 ..Default::default()
             },
             auth,
@@ -124,6 +124,15 @@ impl Services {
             _ => None,
         }
     }
+}
+
+/// Where clients reach this server, from `[listen]` (or, once bound, the bound
+/// addresses).
+fn client_endpoints<'a>(
+    config: &Config,
+    services: impl IntoIterator<Item = (&'a str, &'a [SocketAddr])>,
+) -> tern_net::endpoints::ClientEndpoints {
+    tern_net::endpoints::ClientEndpoints::from_services(&config.hostname, services)
 }
 
 /// One row of the start-up table.
@@ -206,6 +215,10 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
             state.addrs = bound;
         }
     }
+    services.web.set_endpoints(client_endpoints(
+        config,
+        states.iter().map(|s| (s.name, s.addrs.as_slice())),
+    ));
     Ok(Running {
         store,
         listeners,

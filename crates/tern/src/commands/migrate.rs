@@ -147,6 +147,7 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             })
             .await
         }
+        MigrateCommand::Cutover { domain } => bail!("tern migrate cutover {domain}: not available in this build"),
         MigrateCommand::Run => {
             let config = tern::config::Config::load_settings(&data.config())?;
             with_store(&data, |store| async move {

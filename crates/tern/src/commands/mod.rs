@@ -2,6 +2,8 @@
 //! folder's store, reading passwords, sizes, and printing tables.
 
 pub mod accounts;
+pub mod dns;
+pub mod doctor;
 pub mod import;
 pub mod mail;
 pub mod migrate;
