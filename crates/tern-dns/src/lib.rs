@@ -7,4 +7,5 @@
 //!   answers of several resolvers compared (split-horizon DNS);
 //! - [`golive`]: the MX watch that notices the switch and drives the last passes.
 
+pub mod records;
 pub mod resolve;
