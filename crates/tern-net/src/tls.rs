@@ -1,5 +1,7 @@
 //! TLS material: making a self-signed certificate for a test setup, and
-//! loading the operator's certificate into a rustls server config.
+//! loading the operator's certificate into a rustls server config whose
+//! certificate can be replaced while it serves ([`SwappableCertificate`], which
+//! ACME renewals use).
 //!
 //! Everything here uses rustls' `ring` provider explicitly rather than a
 //! process-wide default, so no other crate's choice of provider (or lack of
@@ -9,11 +11,13 @@ use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType};
 use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -55,6 +59,12 @@ pub enum TlsError {
 
     #[error("cannot write {}: {source}; check that the folder exists and is writable", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+
+    #[error("the ring provider refused rustls' default protocol versions: {0}")]
+    Provider(rustls::Error),
+
+    #[error("unusable certificate material: {0}")]
+    Pem(String),
 }
 
 /// Makes a self-signed certificate for `hostname` (also valid for
@@ -65,6 +75,16 @@ pub enum TlsError {
 /// temporary name, synced, then renamed, so a crash never leaves half a key
 /// where the server will look for one. Missing parent folders are created.
 pub fn generate_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let (cert, key) = self_signed_pem(hostname)?;
+    write_atomically(key_path, key.as_bytes(), 0o600)?;
+    write_atomically(cert_path, cert.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// A self-signed certificate for `hostname` (and "localhost", 127.0.0.1, ::1) and its
+/// private key, as PEM (certificate, key), kept in memory: what [`generate_self_signed`]
+/// writes, and what a server whose ACME certificate has not come yet presents.
+pub fn self_signed_pem(hostname: &str) -> Result<(String, String), TlsError> {
     let generate = |source| TlsError::Generate {
         hostname: hostname.to_string(),
         source,
@@ -101,15 +121,85 @@ pub fn generate_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -
     // ECDSA P-256: rcgen's default, small and accepted by every current client.
     let key = KeyPair::generate().map_err(generate)?;
     let cert = params.self_signed(&key).map_err(generate)?;
-
-    write_atomically(key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomically(cert_path, cert.pem().as_bytes(), 0o644)?;
-    Ok(())
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Loads the certificate chain and private key into a rustls server config
 /// built on the ring provider, with rustls' safe defaults (TLS 1.2 and 1.3).
+/// The certificate is a [`SwappableCertificate`] fixed for the config's life; use
+/// [`SwappableCertificate::load`] and [`server_config`] to replace it later.
 pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(SwappableCertificate::load(cert_path, key_path)?)
+}
+
+/// A rustls server config on the ring provider, with rustls' safe defaults (TLS 1.2
+/// and 1.3), that presents whatever certificate `certificate` holds at the moment of
+/// each handshake. Every listener and every STARTTLS upgrade shares one such config,
+/// so replacing the certificate reaches them all at once.
+pub fn server_config(certificate: Arc<SwappableCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Provider)?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
+    Ok(Arc::new(config))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate the server presents, replaceable while it serves: an ACME renewal
+/// puts the new one in with [`SwappableCertificate::replace`], and every handshake
+/// from then on (on every port, and every STARTTLS) gets it. Sessions already
+/// established keep the one they started with.
+pub struct SwappableCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for SwappableCertificate {
+    // The private key stays out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwappableCertificate")
+            .field("chain_len", &self.current().cert.len())
+            .finish()
+    }
+}
+
+impl SwappableCertificate {
+    /// Holds `key` until replaced.
+    pub fn new(key: CertifiedKey) -> Arc<SwappableCertificate> {
+        Arc::new(SwappableCertificate {
+            current: RwLock::new(Arc::new(key)),
+        })
+    }
+
+    /// Reads the PEM chain and key from disk; errors name the file at fault.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<SwappableCertificate>, TlsError> {
+        Ok(Self::new(load_certified_key(cert_path, key_path)?))
+    }
+
+    /// What handshakes present now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Presents `key` from the next handshake on.
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for SwappableCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // One certificate for every name: it carries every name Tern answers to.
+        Some(self.current())
+    }
+}
+
+/// Reads a PEM certificate chain and its private key from disk into a key rustls
+/// can serve, checking that the key belongs to the first certificate.
+pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     let read_cert = |source| TlsError::ReadCertificate {
         path: cert_path.to_path_buf(),
         source,
@@ -134,19 +224,48 @@ pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<Serve
         },
     })?;
 
-    let unusable = |source| TlsError::Unusable {
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|source| TlsError::Unusable {
         certificate: cert_path.to_path_buf(),
         private_key: key_path.to_path_buf(),
         source,
-    };
-    // with_single_cert checks that the key matches the first certificate.
-    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(unusable)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(unusable)?;
-    Ok(Arc::new(config))
+    })
+}
+
+/// A PEM chain and PEM key held in memory (a certificate just issued, or a
+/// placeholder) as a key rustls can serve; the key must belong to the first
+/// certificate.
+pub fn certified_key_from_pem(chain_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(format!("the certificate chain: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem("the certificate chain holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::Pem(format!("the private key: {e}")))?;
+    CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| TlsError::Pem(format!("the key does not fit the certificate: {e}")))
+}
+
+/// Writes a certificate chain and its private key where the server reads them
+/// (`[tls]`), each atomically: the key (mode 0600) first, then the chain. A crash
+/// between the two renames leaves a key that does not fit the old chain; the caller
+/// must cope with that at the next start (ACME does: it orders again).
+pub fn write_certificate_files(
+    cert_path: &Path,
+    key_path: &Path,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<(), TlsError> {
+    write_atomically(key_path, key_pem.as_bytes(), 0o600)?;
+    write_atomically(cert_path, chain_pem.as_bytes(), 0o644)
+}
+
+/// Writes `contents` to `path` atomically (temporary file in the same folder with
+/// `mode`, synced, renamed, folder synced): other files Tern keeps beside its
+/// certificates (ACME's account key and state) use it too.
+pub fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    write_atomically(path, contents, mode)
 }
 
 /// Writes `contents` to `path` by way of a temporary file in the same
@@ -347,6 +466,90 @@ mod tests {
             assert_eq!(&buf, b"ping");
         }
         server.await.expect("server");
+    }
+
+    /// A TLS client connection to `addr` trusting the PEM files `trusting`.
+    async fn connect(
+        addr: std::net::SocketAddr,
+        trusting: &[&Path],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in trusting {
+            for c in CertificateDer::pem_file_iter(cert).expect("open cert") {
+                roots.add(c.expect("parse cert")).expect("add root");
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("mail.example.test").expect("name");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
+    }
+
+    /// The DER of the certificate the server presented on `tls`.
+    fn presented(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+        tls.get_ref().1.peer_certificates().expect("certificates")[0].to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_replaced_certificate_is_presented_to_new_connections_only() {
+        let (_dir, cert, key) = generated();
+        let (_dir2, cert2, key2) = generated();
+        let swappable = SwappableCertificate::load(&cert, &key).expect("load");
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(swappable.clone()).expect("config"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // An echo server: every connection answers what it reads until closed.
+        let server = tokio::spawn(async move {
+            let mut sessions = tokio::task::JoinSet::new();
+            for _ in 0..3 {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let acceptor = acceptor.clone();
+                sessions.spawn(async move {
+                    let mut tls = acceptor.accept(tcp).await.expect("server handshake");
+                    let mut buf = [0u8; 4];
+                    while tls.read_exact(&mut buf).await.is_ok() {
+                        tls.write_all(&buf).await.expect("write");
+                    }
+                });
+            }
+            while sessions.join_next().await.is_some() {}
+        });
+        let first = CertificateDer::from_pem_file(&cert).expect("pem").to_vec();
+        let second = CertificateDer::from_pem_file(&cert2).expect("pem").to_vec();
+
+        let mut before = connect(addr, &[&cert, &cert2]).await;
+        assert_eq!(presented(&before), first);
+        swappable.replace(load_certified_key(&cert2, &key2).expect("second"));
+        let mut after = connect(addr, &[&cert, &cert2]).await;
+        assert_eq!(presented(&after), second);
+        assert_eq!(presented(&connect(addr, &[&cert, &cert2]).await), second);
+        // The session made before the swap goes on.
+        for tls in [&mut before, &mut after] {
+            tls.write_all(b"ping").await.expect("write");
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.expect("read");
+            assert_eq!(&buf, b"ping");
+        }
+        drop((before, after));
+        server.await.expect("server");
+    }
+
+    #[test]
+    fn pem_in_memory_must_fit_together() {
+        let (cert, key) = self_signed_pem("mail.example.test").expect("generate");
+        let (_, other_key) = self_signed_pem("mail.example.test").expect("generate");
+        certified_key_from_pem(&cert, &key).expect("a matching pair");
+        let err = certified_key_from_pem(&cert, &other_key).expect_err("a foreign key");
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        let err = certified_key_from_pem(&key, &key).expect_err("no certificate");
+        assert!(err.to_string().contains("no certificate"), "{err}");
     }
 
     #[tokio::test]
