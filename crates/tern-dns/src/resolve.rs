@@ -164,6 +164,11 @@ impl Lookup {
         Ok(Lookup { resolver, name })
     }
 
+    /// The resolver itself, for mail-auth's SPF evaluation.
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
     /// Which server this asks, for reports.
     pub fn name(&self) -> &str {
         &self.name
