@@ -1,5 +1,5 @@
 //! An authoritative DNS server in the test process, for SMTP tests: MX, A/AAAA, TXT
-//! (SPF, DKIM keys, DMARC, MTA-STS), PTR and CNAME records that a test sets, and
+//! (SPF, DKIM keys, DMARC, MTA-STS), PTR, CNAME and SRV records that a test sets, and
 //! changes, while the server answers.
 //!
 //! [`TestDns`] serves UDP and TCP on one free port of 127.0.0.1 from its own thread
@@ -38,7 +38,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -185,6 +185,17 @@ impl TestDns {
         self.replace(&reverse_name(ip), RecordType::PTR, vec![RData::PTR(PTR(fqdn(name)))]);
     }
 
+    /// Replaces the SRV records of `name` (e.g. "_imaps._tcp.example.test") with
+    /// `(priority, weight, port, target)` records (RFC 2782); a target of "." with port 0
+    /// says the service is not offered (RFC 6186 §3.4).
+    pub fn set_srv(&self, name: &str, records: &[(u16, u16, u16, &str)]) {
+        let rdata = records
+            .iter()
+            .map(|(priority, weight, port, target)| RData::SRV(SRV::new(*priority, *weight, *port, fqdn(target))))
+            .collect();
+        self.replace(name, RecordType::SRV, rdata);
+    }
+
     /// Makes `name` an alias of `target`, replacing every other record of `name` (a
     /// CNAME stands alone, RFC 1034 §3.6.2). Answers for `name` carry the CNAME and,
     /// when this server knows `target`, its records of the asked type.
@@ -194,7 +205,7 @@ impl TestDns {
     }
 
     /// Replaces the records of `name` of the types in `rdata` with them, for a type
-    /// without its own setter (TLSA for DANE, SRV, ...).
+    /// without its own setter (TLSA for DANE, ...).
     pub fn set_rdata(&self, name: &str, rdata: &[RData]) {
         let mut zone = self.zone();
         let records = zone.entry(key(name)).or_default();

@@ -112,6 +112,10 @@ pub struct DoctorArgs {
     /// The server to check instead of the one the configuration names (host name).
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// Trust the CA certificates in this PEM file too, besides the system's (a private CA,
+    /// or a self-signed certificate itself).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
