@@ -121,8 +121,12 @@ pub struct GoLive {
     pub declared_by: Option<String>,
     /// How long no new mail must arrive at the old provider before the final pass.
     pub quiet_seconds: u64,
-    /// When a delta pass last found new mail (the cutover time at first).
+    /// When a delta pass was last seen to have found new mail (the cutover time at
+    /// first).
     pub last_new_mail: Option<i64>,
+    /// Per migration (by id), the last pass whose result was looked at (its request
+    /// sequence number), so each pass's news counts once.
+    pub seen_passes: std::collections::BTreeMap<i64, u64>,
     pub deltas: u32,
     pub last_delta: Option<i64>,
     pub finished: Option<i64>,
@@ -254,6 +258,11 @@ pub async fn declare_cutover(
     state.last_new_mail = Some(now);
     state.deltas = 1;
     state.last_delta = Some(now);
+    // What the passes before the cutover found is not late mail.
+    state.seen_passes = migrations
+        .iter()
+        .map(|m| (m.id.0, parse_progress(m).handled_seq))
+        .collect();
     state.event(
         now,
         format!(
@@ -335,7 +344,14 @@ impl Watch {
             Stage::Watching if all_done => return Ok(()),
             Stage::Watching if !self.config.watch => return Ok(()),
             Stage::Watching => {
-                let mx = mx_state(&self.lookup, domain, &self.hostname, &self.addresses).await;
+                let resolved;
+                let addresses = if self.addresses.is_empty() {
+                    resolved = self.lookup.addresses(&self.hostname).await;
+                    resolved.records()
+                } else {
+                    &self.addresses
+                };
+                let mx = mx_state(&self.lookup, domain, &self.hostname, addresses).await;
                 state.last_check = Some(now);
                 state.last_mx = mx.answer.describe();
                 if mx.all_here() {
@@ -368,15 +384,17 @@ impl Watch {
     /// Delta passes until the old provider has been quiet long enough, then the final
     /// passes.
     async fn after_cutover(&self, migrations: &[Migration], state: &mut GoLive, now: i64) -> Result<(), StoreError> {
-        // New mail found by a delta that ended since: the quiet period starts again.
+        // New mail found by a delta that ended since the last look: the quiet period
+        // starts again from now.
         for m in migrations {
             let p = parse_progress(m);
-            if p.pass == Some(Pass::Delta)
-                && p.pass_copied > 0
-                && let Some(finished) = p.finished
-                && state.last_new_mail.is_none_or(|t| finished > t)
-            {
-                state.last_new_mail = Some(finished);
+            let seen = state.seen_passes.get(&m.id.0).copied().unwrap_or(0);
+            if p.handled_seq <= seen {
+                continue;
+            }
+            state.seen_passes.insert(m.id.0, p.handled_seq);
+            if p.pass == Some(Pass::Delta) && p.pass_copied > 0 {
+                state.last_new_mail = Some(now);
                 state.event(
                     now,
                     format!(

@@ -116,17 +116,26 @@ impl Lookup {
 
     /// One DNS server, over UDP (TCP when an answer is truncated).
     pub fn server(addr: SocketAddr) -> Result<Lookup, String> {
-        let mut udp = ConnectionConfig::udp();
-        udp.port = addr.port();
-        let mut tcp = ConnectionConfig::tcp();
-        tcp.port = addr.port();
-        let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
         let name = if addr.port() == 53 {
             addr.ip().to_string()
         } else {
             addr.to_string()
         };
-        Self::build(ResolverConfig::from_parts(None, vec![], vec![server]), name)
+        Self::build(ResolverConfig::from_parts(None, vec![], vec![name_server(addr)]), name)
+    }
+
+    /// The servers of tern.toml's `[dns] nameservers` as one resolver (the system's
+    /// when there are none), as Tern's own MX lookups use them.
+    pub fn servers(addrs: &[SocketAddr]) -> Result<Lookup, String> {
+        match addrs {
+            [] => Lookup::system(),
+            [one] => Lookup::server(*one),
+            many => {
+                let names: Vec<String> = many.iter().map(|a| a.to_string()).collect();
+                let servers = many.iter().map(|a| name_server(*a)).collect();
+                Self::build(ResolverConfig::from_parts(None, vec![], servers), names.join(", "))
+            }
+        }
     }
 
     /// `IP` or `IP:PORT` (port 53 by default), as `--resolver` takes it.
@@ -292,6 +301,15 @@ impl Lookup {
         });
         flatten(&mut answer)
     }
+}
+
+/// A server asked over UDP, and TCP when an answer is truncated, on its port.
+fn name_server(addr: SocketAddr) -> NameServerConfig {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
 }
 
 /// Drops the `None`s a type filter left, sorting what remains.

@@ -147,7 +147,31 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
             })
             .await
         }
-        MigrateCommand::Cutover { domain } => bail!("tern migrate cutover {domain}: not available in this build"),
+        MigrateCommand::Cutover { domain } => {
+            let config = tern::config::Config::load_settings(&data.config())?;
+            with_store(&data, |store| async move {
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                store
+                    .domain(&domain)
+                    .await
+                    .with_context(|| format!("{domain} is not hosted here"))?;
+                let state = tern_dns::golive::declare_cutover(
+                    &store,
+                    &domain,
+                    "tern migrate cutover",
+                    &config.golive.config(),
+                    tern_migrate::now(),
+                )
+                .await?;
+                println!(
+                    "{domain} is live: Tern accepts its mail, and delta passes bring over what still reaches the old provider.\n\
+                     The final pass runs after {} without new mail there (inside `tern serve`; follow it with `tern migrate status --domain {domain}`).",
+                    tern_migrate::report::human_duration(state.quiet_seconds)
+                );
+                Ok(())
+            })
+            .await
+        }
         MigrateCommand::Run => {
             let config = tern::config::Config::load_settings(&data.config())?;
             with_store(&data, |store| async move {

@@ -187,6 +187,10 @@ pub struct DnsSection {
     /// Resolvers as "IP:PORT"; empty: the system's (/etc/resolv.conf).
     #[serde(deserialize_with = "super::socket_addrs")]
     pub nameservers: Vec<SocketAddr>,
+    /// This server's public addresses: the A/AAAA records suggested for its host name,
+    /// and an MX target resolving to one of them is this server. Empty: whatever the
+    /// host name resolves to.
+    pub public_addresses: Vec<std::net::IpAddr>,
 }
 
 /// A smarthost's settings as tern-smtp takes them; reads the password file. `key` names
@@ -371,6 +375,15 @@ impl super::Config {
         line("# Resolvers for SPF/DKIM/DMARC checks and MX lookups, as \"IP:PORT\".");
         line("# Empty: the system's (/etc/resolv.conf).");
         line(&format!("nameservers = {}", super::addr_list(&self.dns.nameservers)));
+        line("# This server's public IP addresses, for the DNS records to publish and for");
+        line("# telling an MX record that points here. Empty: what the host name resolves to.");
+        let public: Vec<String> = self
+            .dns
+            .public_addresses
+            .iter()
+            .map(|a| super::toml_string(&a.to_string()))
+            .collect();
+        line(&format!("public_addresses = [{}]", public.join(", ")));
     }
 }
 

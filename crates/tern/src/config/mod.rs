@@ -21,8 +21,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::listeners::TlsMode;
 
+mod golive;
 mod mail;
+pub use golive::*;
 pub use mail::*;
+mod acme;
+pub use acme::*;
 
 /// The config file's name inside the data folder.
 pub const FILE_NAME: &str = "tern.toml";
@@ -60,6 +64,10 @@ pub struct Config {
     pub relay: RelaySection,
     #[serde(default)]
     pub dns: DnsSection,
+    #[serde(default)]
+    pub acme: AcmeSection,
+    #[serde(default)]
+    pub golive: GoLiveSection,
 }
 
 /// `[tls]`: the certificate every TLS port and every STARTTLS upgrade uses.
@@ -499,6 +507,8 @@ impl Config {
             queue: QueueSection::default(),
             relay: RelaySection::default(),
             dns: DnsSection::default(),
+            acme: AcmeSection::default(),
+            golive: GoLiveSection::default(),
         })
     }
 
@@ -511,7 +521,15 @@ impl Config {
     /// data folder (the names certbot and most ACME clients use), so the
     /// whole installation stays in one folder; point them elsewhere (e.g.
     /// `/etc/letsencrypt/live/HOST/`) by editing `[tls]`.
+    ///
+    /// `[acme]` is on: Tern gets that certificate from Let's Encrypt itself.
     pub fn production(hostname: &str) -> Result<Config, ConfigError> {
+        let mut config = Self::production_without_acme(hostname)?;
+        config.acme.enabled = true;
+        Ok(config)
+    }
+
+    fn production_without_acme(hostname: &str) -> Result<Config, ConfigError> {
         check_hostname(hostname).map_err(ConfigError::without_file)?;
         // Both wildcard addresses: the listeners open IPv6 sockets as
         // IPV6_V6ONLY, so "0.0.0.0" and "[::]" on one port do not collide
@@ -550,6 +568,8 @@ impl Config {
             queue: QueueSection::default(),
             relay: RelaySection::default(),
             dns: DnsSection::default(),
+            acme: AcmeSection::default(),
+            golive: GoLiveSection::default(),
         })
     }
 
@@ -634,6 +654,10 @@ impl Config {
         line(&format!("grace_seconds = {}", self.shutdown.grace_seconds));
         line("");
         self.mail_toml(&mut line);
+        line("");
+        self.acme_toml(&mut line);
+        line("");
+        self.golive_toml(&mut line);
         out
     }
 
@@ -662,7 +686,9 @@ impl Config {
             }
         }
 
-        if let (Some(dir), Some(service)) = (data_dir, self.listen.first_tls_service()) {
+        // With ACME on, the files come after start (a temporary certificate is served
+        // until then), so they need not exist yet.
+        if let (Some(dir), Some(service), false) = (data_dir, self.listen.first_tls_service(), self.acme.enabled) {
             for (key, path) in [
                 ("tls.certificate", self.tls.certificate_path(dir)),
                 ("tls.private_key", self.tls.private_key_path(dir)),
@@ -706,6 +732,8 @@ impl Config {
         }
 
         self.check_mail()?;
+        self.check_acme(data_dir)?;
+        self.check_golive()?;
 
         if self.shutdown.grace_seconds > MAX_GRACE_SECONDS {
             return Err(ConfigErrorKind::InvalidValue {
