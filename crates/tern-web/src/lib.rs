@@ -16,10 +16,13 @@
 //! - [`folders`]: creating, renaming, deleting and emptying folders;
 //! - [`settings`]: display name, signature, vacation reply, forwarding, password;
 //! - [`events`]: server-sent events from the store's change bus;
+//! - [`acme`]: the ACME HTTP-01 challenges Tern's certificate task answers here, and
+//!   HSTS once the certificate is trusted;
 //! - [`sanitize`]: HTML from an email made safe to show;
 //! - [`mime`]: a stored message taken apart for display;
 //! - [`assets`], [`page`]: the embedded static files and the shared page pieces.
 
+pub mod acme;
 pub mod assets;
 pub mod compose;
 pub mod events;
@@ -66,6 +69,10 @@ pub struct WebConfig {
     /// may not travel unencrypted are sent. [`WebServer::set_endpoints`] updates it
     /// once the listeners are bound.
     pub endpoints: ClientEndpoints,
+    /// The pending ACME HTTP-01 challenges, filled by Tern's certificate task.
+    pub acme_challenges: acme::Http01Challenges,
+    /// Whether the certificate presented is trusted (then HTTPS responses carry HSTS).
+    pub certificate_trust: acme::CertificateTrust,
 }
 
 impl Default for WebConfig {
@@ -76,6 +83,8 @@ impl Default for WebConfig {
             session_idle: Duration::from_secs(12 * 3600),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             endpoints: ClientEndpoints::default(),
+            acme_challenges: acme::Http01Challenges::default(),
+            certificate_trust: acme::CertificateTrust::default(),
         }
     }
 }
@@ -144,6 +153,12 @@ impl WebServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints;
     }
 
+    /// The settings it runs with (the ACME challenges and certificate trust are shared
+    /// with the certificate task through them).
+    pub fn config(&self) -> &WebConfig {
+        &self.app.config
+    }
+
     /// The routes, for tests that call them without a socket.
     pub fn router(&self) -> Router {
         self.router.clone()
@@ -163,9 +178,14 @@ fn router(app: AppState) -> Router {
         .merge(settings::routes())
         .merge(events::routes())
         .merge(assets::routes())
+        .merge(acme::routes(app.config.acme_challenges.clone()))
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::require_tls))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            app.config.certificate_trust.clone(),
+            acme::strict_transport_security,
+        ))
         // Headers every response carries (pages add their own Content-Security-Policy):
         // no MIME sniffing, no framing by other sites, no referrer leaking message URLs
         // to links followed from mail. `same-origin`, not `no-referrer`: under
