@@ -2,6 +2,7 @@
 //! and stopping a server. The listener framework and TLS live in `tern-net`, shared with
 //! the protocol crates; they are re-exported here under their old paths.
 
+pub mod acme;
 pub mod config;
 pub mod server;
 

@@ -152,6 +152,8 @@ pub struct Running {
     migrations: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     /// The outbound delivery worker (tern-smtp) and the switch that stops it.
     deliveries: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    /// The ACME certificate task (crate::acme), when `[acme]` is on.
+    acme: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     pub states: Vec<ServiceState>,
     grace: std::time::Duration,
     signals: ShutdownSignals,
@@ -169,13 +171,13 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         source,
     })?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let tls = match config.listen.first_tls_service() {
-        Some(_) => Some(crate::tls::load_server_config(
-            &config.tls.certificate_path(data_dir),
-            &config.tls.private_key_path(data_dir),
-        )?),
-        None => None,
+    // One certificate for every port and STARTTLS, replaceable while serving (ACME
+    // renewals swap it in; see crate::acme).
+    let certificate = match (config.listen.first_tls_service(), config.acme.enabled) {
+        (None, false) => None,
+        _ => Some(crate::acme::initial_certificate(data_dir, config)?),
     };
+    let tls = certificate.clone().map(crate::tls::server_config).transpose()?;
     let mail = MailParts::new(data_dir, config, &shared)?;
     let services = Services::new(config, &shared, &mail);
     let mut specs = Vec::new();
@@ -203,6 +205,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     let listeners = Listeners::bind(specs, tls, Limits::from(&config.limits)).await?;
     let migrations = start_migrations(data_dir, config, &shared)?;
     let deliveries = start_deliveries(config, mail);
+    let acme = start_acme(data_dir, config, &shared, certificate, services.web.config())?;
     // Report the addresses actually bound (port 0 in a config means "any free port").
     for state in &mut states {
         let bound: Vec<SocketAddr> = listeners
@@ -224,6 +227,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         listeners,
         migrations,
         deliveries,
+        acme,
         states,
         grace: config.shutdown.grace(),
         signals,
@@ -248,6 +252,40 @@ fn start_migrations(
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok((stop, tokio::spawn(worker.run(stopped))))
+}
+
+/// Whether browsers trust the certificate (for HSTS), and, with `[acme]` on, the task
+/// that gets and renews it.
+fn start_acme(
+    data_dir: &Path,
+    config: &Config,
+    store: &Arc<dyn Store>,
+    certificate: Option<Arc<crate::tls::SwappableCertificate>>,
+    web: &tern_web::WebConfig,
+) -> Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>, ServeError> {
+    let Some(certificate) = certificate else {
+        return Ok(None);
+    };
+    let files = crate::acme::AcmeFiles::new(data_dir);
+    let status = files.read_status().ok().flatten();
+    web.certificate_trust.set(crate::acme::is_trusted(
+        &certificate.current().cert,
+        &config.hostname,
+        status.as_ref().filter(|_| config.acme.enabled),
+    ));
+    if !config.acme.enabled {
+        return Ok(None);
+    }
+    let task = crate::acme::AcmeTask::new(
+        data_dir,
+        config,
+        store.clone(),
+        certificate,
+        web.acme_challenges.clone(),
+        web.certificate_trust.clone(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Ok(Some((stop, tokio::spawn(task.run(stopped)))))
 }
 
 /// The outbound queue's delivery worker.
@@ -275,6 +313,11 @@ impl Running {
 
     /// Stops accepting, lets sessions finish within the grace period, flushes the store.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        // An ACME order in progress is abandoned; the next start checks again.
+        if let Some((stop, task)) = self.acme {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         // Running passes stop between batches and resume at the next start.
         let (stop, worker) = self.migrations;
         let _ = stop.send(true);
