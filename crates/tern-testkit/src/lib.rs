@@ -4,6 +4,7 @@
 //! fills and reads back mailboxes (`imap`). Used by tests and benches only.
 //! For SMTP: in-process DNS (`dns`), Postfix (`postfix`), scripted peers (`smtp_peer`), dkimpy (`dkim_check`).
 //! For webmail: Playwright scripts in headless Chromium (`browser`).
+//! For ACME certificates: Let's Encrypt's test server, pebble (`pebble`).
 
 pub mod accounts;
 pub mod browser;
@@ -13,6 +14,7 @@ pub mod dns;
 pub mod dovecot;
 pub mod imap;
 pub mod migration_corpus;
+pub mod pebble;
 pub mod postfix;
 pub mod python;
 pub mod smtp_peer;
