@@ -216,6 +216,16 @@ fn compare(reports: &[ResolverReport]) -> Vec<Finding> {
 /// Every finding for one domain from one resolver.
 pub async fn check(plan: &DomainPlan, migrating: bool, lookup: &Lookup) -> Vec<Finding> {
     let host = plan.endpoints.hostname.as_str();
+    // A resolver that does not answer at all would make every check below wait for
+    // its timeouts: one question first, and one finding if it goes unanswered.
+    if let Answer::Failed(e) = lookup.mx(&plan.domain).await {
+        return vec![Finding::new(
+            format!("resolver {}", lookup.name()),
+            Status::Error,
+            format!("no answer ({e})"),
+            "this DNS server did not answer; check its address (--resolver IP[:PORT]) and that it is reachable from here",
+        )];
+    }
     let suggested = records::suggested(plan);
     let lines = |name: &str, kind: Kind| -> Vec<String> {
         suggested
