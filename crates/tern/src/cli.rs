@@ -63,6 +63,12 @@ pub enum Command {
     /// Look at and act on outgoing mail waiting for delivery to other servers.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The TLS certificate: what it covers and when it expires, and ACME renewals.
+    ///
+    /// With [acme] on, `tern serve` gets the certificate from the CA (Let's Encrypt) and
+    /// renews it by itself; `renew` asks the running server to order one now.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Check a domain's DNS records, or print the ones to publish.
     #[command(subcommand)]
     Dns(DnsCommand),
@@ -118,6 +124,25 @@ pub struct DoctorArgs {
     pub ca_file: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Names, issuer, validity; with ACME, the next renewal, the last check and error,
+    /// and the hosted domains' names left out of the certificate and why.
+    Status(JsonFlag),
+    /// Order a new certificate now through the running `tern serve`, and wait for it.
+    ///
+    /// The new certificate is in use on every port as soon as it is issued; no restart.
+    /// Also picks up names of domains added since the last check.
+    Renew {
+        /// Leave the request with the server and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the certificate before giving up.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //! folder's store, reading passwords, sizes, and printing tables.
 
 pub mod accounts;
+pub mod cert;
 pub mod dns;
 pub mod doctor;
 pub mod import;
