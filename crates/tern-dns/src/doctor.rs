@@ -431,13 +431,18 @@ async fn discovery_name(lookup: &Lookup, check: Check, domain: &str, host: &str,
     let prefix = check.label();
     let name = format!("{prefix}.{domain}");
     let who = if check == Check::Autoconfig {
-        "Thunderbird and other clients"
+        "Thunderbird and other clients find"
     } else {
-        "Outlook"
+        "Outlook finds"
+    };
+    let record = if host.parse::<IpAddr>().is_ok() {
+        format!("Publish {name} with an A record of this server")
+    } else {
+        format!("Publish {name} as a CNAME of {host}")
     };
     let publish = format!(
-        "Publish {name} as a CNAME of {host} so {who} find the settings by themselves \
-         (`tern dns records {domain}` prints the record); until then users type the server name."
+        "{record} so {who} the settings by themselves (`tern dns records {domain}` prints the record); until \
+         then users type the server name."
     );
     match lookup.addresses(&name).await {
         Answer::Records(addresses, _) => {
@@ -488,7 +493,13 @@ pub fn srv_label(endpoint: Endpoint) -> &'static str {
 /// One endpoint's SRV record: present, naming this host and port?
 async fn srv_record(lookup: &Lookup, endpoint: Endpoint, domain: &str, host: &str) -> Finding {
     let name = format!("{}.{domain}", srv_label(endpoint));
-    let wanted = format!("0 1 {} {host}.", endpoint.port);
+    // An SRV target is a name, never an address (RFC 2782).
+    let target = if host.parse::<IpAddr>().is_ok() {
+        "SERVER-NAME"
+    } else {
+        host
+    };
+    let wanted = format!("0 1 {} {target}.", endpoint.port);
     let publish = format!(
         "Publish `{name}. SRV {wanted}` so clients that look up SRV records (RFC 6186) find this port; \
          until then users type the server name and port."
@@ -620,11 +631,10 @@ async fn check_port(endpoint: Endpoint, addresses: &[IpAddr]) -> (Finding, Optio
             name,
             format!("reachable at {}, not at {}", good.join(", "), bad.join("; ")),
         )
-        .advice(format!(
-            "Clients pick any of the addresses: make port {} reachable on all of them, or remove the DNS record \
-             of the address that does not answer.",
-            endpoint.port
-        ))
+        .advice(
+            "Clients pick any of the host's addresses: make every client port reachable on all of them, or remove \
+             the DNS record of the address that does not answer.",
+        )
     };
     (finding.at(endpoint), reached)
 }

@@ -130,14 +130,21 @@ fn print_report(report: &Report) {
     }
     println!();
     let (errors, warnings) = (report.count(Status::Error), report.count(Status::Warning));
+    let logins: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == tern_dns::doctor::Check::Login)
+        .collect();
+    let logins = if !report.logins_checked {
+        "logins not checked (give the password with --password-stdin)"
+    } else if !logins.is_empty() && logins.iter().all(|f| f.status == Status::Ok) {
+        "logins work"
+    } else {
+        "see the login findings"
+    };
     if errors == 0 {
-        let logins = if report.logins_checked {
-            "logins work"
-        } else {
-            "logins not checked (give the password with --password-stdin)"
-        };
         println!("A mail client can connect: {warnings} warning(s); {logins}.");
     } else {
-        println!("{errors} error(s), {warnings} warning(s): a mail client cannot connect as configured.");
+        println!("{errors} error(s), {warnings} warning(s): a mail client cannot connect as configured; {logins}.");
     }
 }
