@@ -431,10 +431,11 @@ pub fn initial_certificate(data_dir: &Path, config: &Config) -> Result<Arc<Swapp
     match SwappableCertificate::load(&cert_path, &key_path) {
         Ok(certificate) => Ok(certificate),
         Err(e) if config.acme.enabled => {
-            warn!(
-                error = %e,
-                "no usable certificate yet; serving a temporary self-signed one until ACME delivers"
-            );
+            if cert_path.exists() || key_path.exists() {
+                warn!(error = %e, "the certificate files are unusable; serving a temporary self-signed certificate until ACME delivers a new one");
+            } else {
+                info!(path = %cert_path.display(), "no certificate yet; serving a temporary self-signed one until ACME delivers");
+            }
             let (cert, key) = tls::self_signed_pem(&config.hostname)?;
             Ok(SwappableCertificate::new(tls::certified_key_from_pem(&cert, &key)?))
         }
