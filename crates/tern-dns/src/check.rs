@@ -509,14 +509,7 @@ async fn check_dkim(plan: &DomainPlan, lookup: &Lookup) -> Vec<Finding> {
         let check = format!("DKIM {}", key.selector);
         let answer = lookup.txt(&name).await;
         let expected = STANDARD.encode(&key.public_key);
-        let record = Suggested {
-            name: name.clone(),
-            kind: Kind::Txt,
-            value: tern_smtp::dkim::record_value(key),
-            purpose: String::new(),
-            required: true,
-        }
-        .zone_line();
+        let record = records::dkim_record(key).zone_line();
         let published_key = answer.records().iter().find_map(|t| dkim_public_key(t));
         let finding = match (&answer, published_key) {
             (Answer::Failed(e), _) => Finding::new(
@@ -583,14 +576,7 @@ async fn check_txt(lookup: &Lookup, check: &str, name: &str, prefix: &str, missi
 async fn check_mta_sts(plan: &DomainPlan, lookup: &Lookup) -> Finding {
     let name = format!("_mta-sts.{}", plan.domain);
     let ours = records::mta_sts_record(&plan.endpoints.hostname);
-    let zone = Suggested {
-        name: name.clone(),
-        kind: Kind::Txt,
-        value: ours.clone(),
-        purpose: String::new(),
-        required: false,
-    }
-    .zone_line();
+    let zone = Suggested::txt(&name, &ours).zone_line();
     let finding = check_txt(
         lookup,
         "MTA-STS",

@@ -82,7 +82,7 @@ pub struct Suggested {
 }
 
 impl Suggested {
-    fn new(name: impl Into<String>, kind: Kind, value: impl Into<String>, purpose: &str, required: bool) -> Self {
+    pub fn new(name: impl Into<String>, kind: Kind, value: impl Into<String>, purpose: &str, required: bool) -> Self {
         Suggested {
             name: name.into(),
             kind,
@@ -90,6 +90,12 @@ impl Suggested {
             purpose: purpose.into(),
             required,
         }
+    }
+
+    /// A TXT record, for a zone-file line of a value that is not one of
+    /// [`suggested`]'s.
+    pub fn txt(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Suggested::new(name, Kind::Txt, value, "", true)
     }
 
     /// The record as a zone-file line. TXT strings are at most 255 bytes (RFC 1035
@@ -225,15 +231,7 @@ pub fn suggested(plan: &DomainPlan) -> Vec<Suggested> {
         "SPF: Tern may send the domain's mail",
         true,
     ));
-    for key in plan.dkim.iter().filter(|k| k.active) {
-        out.push(Suggested::new(
-            tern_smtp::dkim::record_name(key),
-            Kind::Txt,
-            tern_smtp::dkim::record_value(key),
-            "DKIM: the key Tern signs outgoing mail with",
-            true,
-        ));
-    }
+    out.extend(plan.dkim.iter().filter(|k| k.active).map(dkim_record));
     out.push(Suggested::new(
         format!("_dmarc.{d}"),
         Kind::Txt,
@@ -281,6 +279,17 @@ pub fn suggested(plan: &DomainPlan) -> Vec<Suggested> {
         false,
     ));
     out
+}
+
+/// A DKIM key's TXT record (RFC 6376 §3.6.1).
+pub fn dkim_record(key: &DkimKey) -> Suggested {
+    Suggested::new(
+        tern_smtp::dkim::record_name(key),
+        Kind::Txt,
+        tern_smtp::dkim::record_value(key),
+        "DKIM: the key Tern signs outgoing mail with",
+        true,
+    )
 }
 
 /// The PTR records the host's addresses should have (set where the address is

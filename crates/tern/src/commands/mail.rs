@@ -70,7 +70,7 @@ pub async fn dkim(store: &dyn Store, domain: &str, rotate: bool, delete: Option<
             "retired: remove once mail signed with it is delivered"
         };
         println!("; {} ({}, {state})", key.selector, key.algorithm.name());
-        println!("{}", dkim::zone_line(key));
+        println!("{}", tern_dns::records::dkim_record(key).zone_line());
     }
     Ok(())
 }
