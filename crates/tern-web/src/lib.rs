@@ -1,6 +1,7 @@
 //! Tern's web face. Today: webmail, a complete mail client in the browser for every
-//! mailbox from the minute it exists (later also the admin console, autoconfig and the
-//! JSON API, on the same listeners).
+//! mailbox from the minute it exists, and everything that sets mail apps up: client
+//! auto-configuration, Apple profiles, the setup page and the MTA-STS policy (later also
+//! the admin console and the JSON API, on the same listeners).
 //!
 //! Pages are rendered on the server (askama templates compiled into the binary); a
 //! small script (`assets/app.js`, also in the binary) adds live updates, keyboard
@@ -16,6 +17,14 @@
 //! - [`folders`]: creating, renaming, deleting and emptying folders;
 //! - [`settings`]: display name, signature, vacation reply, forwarding, password;
 //! - [`events`]: server-sent events from the store's change bus;
+//! - [`autoconfig`]: Thunderbird's autoconfig document, and which hosted domain a
+//!   client-configuration request is about (Host header or address);
+//! - [`autodiscover`]: Outlook's Autodiscover (POX XML, and v2's JSON pointer to it);
+//! - [`mobileconfig`]: Apple configuration profiles, signed with the TLS certificate
+//!   when it is trusted;
+//! - [`setup`]: the setup page (step-by-step instructions per mail app, a QR code for
+//!   phones, an optional password check) and the Outlook 2007 profile file;
+//! - [`mta_sts`]: each hosted domain's MTA-STS policy (RFC 8461);
 //! - [`acme`]: the ACME HTTP-01 challenges Tern's certificate task answers here, and
 //!   HSTS once the certificate is trusted;
 //! - [`sanitize`]: HTML from an email made safe to show;
@@ -24,19 +33,25 @@
 
 pub mod acme;
 pub mod assets;
+pub mod autoconfig;
+pub mod autodiscover;
 pub mod compose;
 pub mod events;
 pub mod folders;
 pub mod login;
 pub mod mail;
 pub mod mime;
+pub mod mobileconfig;
+pub mod mta_sts;
 pub mod page;
 pub mod read;
 pub mod sanitize;
 pub mod session;
 pub mod settings;
+pub mod setup;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +88,12 @@ pub struct WebConfig {
     pub acme_challenges: acme::Http01Challenges,
     /// Whether the certificate presented is trusted (then HTTPS responses carry HSTS).
     pub certificate_trust: acme::CertificateTrust,
+    /// The certificate chain (PEM) the https listener serves, and its key: Apple
+    /// profiles are signed with them when the chain is trusted. `None`: never signed.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+    /// The CA bundle a certificate must chain to before profiles are signed with it.
+    pub trusted_cas: PathBuf,
 }
 
 impl Default for WebConfig {
@@ -85,6 +106,9 @@ impl Default for WebConfig {
             endpoints: ClientEndpoints::default(),
             acme_challenges: acme::Http01Challenges::default(),
             certificate_trust: acme::CertificateTrust::default(),
+            tls_certificate: None,
+            tls_private_key: None,
+            trusted_cas: PathBuf::from(tern_net::tls::SYSTEM_CAS),
         }
     }
 }
@@ -179,6 +203,11 @@ fn router(app: AppState) -> Router {
         .merge(events::routes())
         .merge(assets::routes())
         .merge(acme::routes(app.config.acme_challenges.clone()))
+        .merge(autoconfig::routes())
+        .merge(autodiscover::routes())
+        .merge(mobileconfig::routes())
+        .merge(setup::routes())
+        .merge(mta_sts::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::require_tls))
         .layer(DefaultBodyLimit::max(body_limit))

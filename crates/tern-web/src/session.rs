@@ -96,6 +96,12 @@ impl Sessions {
         Some((entry.account, entry.csrf.clone()))
     }
 
+    /// The CSRF token of the live session whose token the request's cookie carries (for
+    /// forms on pages that need no login, such as the setup page's password check).
+    pub fn csrf_of(&self, headers: &HeaderMap) -> Option<String> {
+        self.touch(&token_of(headers)?).map(|(_, csrf)| csrf)
+    }
+
     pub fn remove(&self, token: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
     }
@@ -203,6 +209,11 @@ pub async fn require_tls(State(app): State<AppState>, request: Request, next: Ne
     if app.auth.plaintext_allowed(client.peer.ip(), client.tls) {
         return next.run(request).await;
     }
+    // The public, password-free documents clients fetch over plain HTTP (autoconfig,
+    // MTA-STS, ACME challenges): answered as they are.
+    if crate::autoconfig::served_over_plain_http(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -242,6 +253,11 @@ fn host_without_port(host: &str) -> &str {
 /// [`check_form_token`], the only handler taking one.
 pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    // Outlook's Autodiscover POST: not from a browser page, reads no session, changes
+    // nothing.
+    if crate::autodiscover::is_pox_post(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
     if !same_origin(request.headers()) {

@@ -67,7 +67,7 @@ impl MailParts {
 }
 
 impl Services {
-    pub fn new(config: &Config, store: &Arc<dyn Store>, mail: &MailParts) -> Services {
+    pub fn new(data_dir: &Path, config: &Config, store: &Arc<dyn Store>, mail: &MailParts) -> Services {
         let plaintext = match config.auth.allow_plaintext {
             PlaintextAuth::Never => PlaintextPolicy::Never,
             PlaintextAuth::Loopback => PlaintextPolicy::Loopback,
@@ -104,6 +104,9 @@ impl Services {
                 // the message size limit.
                 max_upload: (config.limits.max_message_size * 7 / 10) as usize,
                 endpoints: client_endpoints(config, config.listen.services().iter().map(|(n, _, a)| (*n, *a))),
+                // Apple profiles are signed with the https certificate when it is trusted.
+                tls_certificate: Some(config.tls.certificate_path(data_dir)),
+                tls_private_key: Some(config.tls.private_key_path(data_dir)),
                 ..Default::default()
             },
             auth,
@@ -179,7 +182,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     };
     let tls = certificate.clone().map(crate::tls::server_config).transpose()?;
     let mail = MailParts::new(data_dir, config, &shared)?;
-    let services = Services::new(config, &shared, &mail);
+    let services = Services::new(data_dir, config, &shared, &mail);
     let mut specs = Vec::new();
     let mut states = Vec::new();
     for (name, tls_mode, addrs) in config.listen.services() {
