@@ -582,6 +582,9 @@ impl Drop for Published<'_> {
 
 // --- The background task -------------------------------------------------------------
 
+/// The running task and the switch that stops it.
+pub type TaskHandle = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
+
 /// What one check did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

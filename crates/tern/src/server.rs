@@ -156,7 +156,7 @@ pub struct Running {
     /// The outbound delivery worker (tern-smtp) and the switch that stops it.
     deliveries: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     /// The ACME certificate task (crate::acme), when `[acme]` is on.
-    acme: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    acme: Option<crate::acme::TaskHandle>,
     pub states: Vec<ServiceState>,
     grace: std::time::Duration,
     signals: ShutdownSignals,
@@ -265,7 +265,7 @@ fn start_acme(
     store: &Arc<dyn Store>,
     certificate: Option<Arc<crate::tls::SwappableCertificate>>,
     web: &tern_web::WebConfig,
-) -> Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>, ServeError> {
+) -> Result<Option<crate::acme::TaskHandle>, ServeError> {
     let Some(certificate) = certificate else {
         return Ok(None);
     };
