@@ -230,6 +230,27 @@ impl Report {
     pub fn count(&self, status: Status) -> usize {
         self.findings.iter().filter(|f| f.status == status).count()
     }
+
+    /// The findings with something to do, errors first (they keep clients out), each
+    /// piece of advice once: several ports often share one cause.
+    pub fn to_do(&self) -> Vec<&Finding> {
+        let mut todo: Vec<&Finding> = self.findings.iter().filter(|f| f.advice.is_some()).collect();
+        todo.sort_by_key(|f| std::cmp::Reverse(f.status));
+        let mut said: Vec<&str> = Vec::new();
+        todo.retain(|f| {
+            let advice = f.advice.as_deref().unwrap_or_default();
+            let new = !said.contains(&advice);
+            said.push(advice);
+            new
+        });
+        todo
+    }
+
+    /// Whether logins were tried and every one worked.
+    pub fn logins_work(&self) -> bool {
+        let mut logins = self.findings.iter().filter(|f| f.check == Check::Login).peekable();
+        logins.peek().is_some() && logins.all(|f| f.status == Status::Ok)
+    }
 }
 
 /// Runs every check and reports what it found.
@@ -253,7 +274,7 @@ pub async fn run(doctor: Doctor) -> Result<Report, DoctorError> {
 
     // 1. DNS: the host first (everything else needs it), the discovery names beside it.
     let endpoints = doctor.endpoints.all();
-    let (host_finding, addresses) = resolve_host(&doctor.lookup, &host).await;
+    let (host_finding, addresses) = resolve_host(&doctor.lookup, &host, &domain).await;
     report.findings.push(host_finding);
     report.addresses = addresses.clone();
     let (autoconfig, autodiscover, srv) = tokio::join!(
@@ -270,6 +291,17 @@ pub async fn run(doctor: Doctor) -> Result<Report, DoctorError> {
     }
     if addresses.is_empty() {
         // Nothing to connect to; the host finding says why.
+        if doctor.password.is_some() {
+            report.findings.push(
+                Finding::new(
+                    Status::Warning,
+                    Check::Login,
+                    "logins",
+                    format!("not tried: {host} has no address to connect to"),
+                )
+                .advice("Fix the DNS finding above, then run the check again."),
+            );
+        }
         return Ok(report);
     }
 
@@ -382,7 +414,7 @@ fn trusted_roots(extra: Option<&Path>) -> Result<RootCertStore, DoctorError> {
 // ----------------------------------------------------------------------------- DNS
 
 /// Step 1: the host's addresses.
-async fn resolve_host(lookup: &Lookup, host: &str) -> (Finding, Vec<IpAddr>) {
+async fn resolve_host(lookup: &Lookup, host: &str, domain: &str) -> (Finding, Vec<IpAddr>) {
     if let Ok(ip) = host.parse::<IpAddr>() {
         let finding = Finding::new(
             Status::Warning,
@@ -398,7 +430,7 @@ async fn resolve_host(lookup: &Lookup, host: &str) -> (Finding, Vec<IpAddr>) {
     }
     let publish = format!(
         "Publish an A record for {host} with this server's public IPv4 address (and AAAA for IPv6); \
-         `tern dns records DOMAIN` prints them."
+         `tern dns records {domain}` prints them."
     );
     match lookup.addresses(host).await {
         Answer::Records(addresses, _) => {

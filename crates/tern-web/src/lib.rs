@@ -27,6 +27,7 @@
 //! - [`mta_sts`]: each hosted domain's MTA-STS policy (RFC 8461);
 //! - [`acme`]: the ACME HTTP-01 challenges Tern's certificate task answers here, and
 //!   HSTS once the certificate is trusted;
+//! - [`check`]: the connection check page (`tern doctor` in the browser);
 //! - [`sanitize`]: HTML from an email made safe to show;
 //! - [`mime`]: a stored message taken apart for display;
 //! - [`assets`], [`page`]: the embedded static files and the shared page pieces.
@@ -35,6 +36,7 @@ pub mod acme;
 pub mod assets;
 pub mod autoconfig;
 pub mod autodiscover;
+pub mod check;
 pub mod compose;
 pub mod events;
 pub mod folders;
@@ -84,6 +86,9 @@ pub struct WebConfig {
     /// may not travel unencrypted are sent. [`WebServer::set_endpoints`] updates it
     /// once the listeners are bound.
     pub endpoints: ClientEndpoints,
+    /// The DNS servers the connection check asks (`[dns] nameservers`); empty: the
+    /// system's.
+    pub nameservers: Vec<SocketAddr>,
     /// The pending ACME HTTP-01 challenges, filled by Tern's certificate task.
     pub acme_challenges: acme::Http01Challenges,
     /// Whether the certificate presented is trusted (then HTTPS responses carry HSTS).
@@ -104,6 +109,7 @@ impl Default for WebConfig {
             session_idle: Duration::from_secs(12 * 3600),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             endpoints: ClientEndpoints::default(),
+            nameservers: Vec::new(),
             acme_challenges: acme::Http01Challenges::default(),
             certificate_trust: acme::CertificateTrust::default(),
             tls_certificate: None,
@@ -202,6 +208,7 @@ fn router(app: AppState) -> Router {
         .merge(settings::routes())
         .merge(events::routes())
         .merge(assets::routes())
+        .merge(check::routes())
         .merge(acme::routes(app.config.acme_challenges.clone()))
         .merge(autoconfig::routes())
         .merge(autodiscover::routes())

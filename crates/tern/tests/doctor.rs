@@ -448,3 +448,161 @@ fn bad_input_is_one_readable_line() {
     ));
     assert!(err.contains("holds no certificate"), "{err}");
 }
+
+/// curl with `args` (insecure TLS: the page's own certificate is not what is tested);
+/// returns the status and body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-k", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The page's findings as (status, what, seen).
+fn page_findings(page: &str) -> Vec<(String, String, String)> {
+    let cell = |row: &str, class: &str| -> String {
+        let start = row.find(&format!("<td class=\"{class}\">")).unwrap() + class.len() + 13;
+        let end = start + row[start..].find("</td>").unwrap();
+        let text = row[start..end]
+            .replace("<span class=\"badge\">", "")
+            .replace("</span>", "");
+        text.replace("&#x27;", "'")
+            .replace("&#39;", "'")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    page.split("<tr class=\"finding ")
+        .skip(1)
+        .map(|row| {
+            let row = &row[..row.find("</tr>").unwrap()];
+            (cell(row, "status"), cell(row, "subject"), cell(row, "seen"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_check_page_shows_the_same_findings() {
+    let server = Server::start(Certificate::Good);
+    let base = format!("https://127.0.0.1:{}", server.port(8443));
+    let url = format!("{base}/setup/check");
+
+    // The setup page's link fills the address in.
+    let (status, page) = curl(&[&format!("{url}?email=alice%40example.test")]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(r#"name="email" value="alice@example.test""#), "{page}");
+    assert!(!page.contains(r#"name="csrf""#), "no session, no token: {page}");
+    assert!(!page.contains("<script"), "no script on the page");
+
+    // A POST from no page of this site is refused.
+    let form = ["--data-urlencode", "email=alice@example.test"];
+    let (status, _) = curl(&[&form[..], &[url.as_str()]].concat());
+    assert_eq!(status, 403);
+
+    // From the page: the same findings as tern doctor trusting what a mail app trusts
+    // (the test CA is not among them, so no password is sent anywhere).
+    let origin = format!("Origin: {base}");
+    let password = format!("password={PASSWORD}");
+    let (status, page) = curl(&[
+        "-H",
+        &origin,
+        "--data-urlencode",
+        "email=alice@example.test",
+        "--data-urlencode",
+        &password,
+        &url,
+    ]);
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains(PASSWORD), "the password came back in the page");
+    let shown = page_findings(&page);
+    let cli = server.doctor(&server.data, &["--json"], Some(PASSWORD));
+    assert!(!cli.status.success());
+    let expected: Vec<(String, String, String)> = findings(&cli)
+        .iter()
+        .map(|f| {
+            (
+                f["status"].as_str().unwrap().to_string(),
+                f["subject"].as_str().unwrap().to_string(),
+                f["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(shown, expected);
+    assert!(
+        shown
+            .iter()
+            .any(|(s, _, seen)| s == "error" && seen.contains("UNTRUSTED ISSUER: Tern Doctor Test CA")),
+        "{shown:?}"
+    );
+    assert!(page.contains("What to do"), "{page}");
+    assert!(page.contains("problem(s) keep a mail app from connecting"), "{page}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("connection check"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password is in the log");
+
+    // Addresses of domains this server does not host are not checked.
+    let (status, page) = curl(&["-H", &origin, "--data-urlencode", "email=bob@elsewhere.test", &url]);
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("elsewhere.test is not a domain this server hosts"),
+        "{page}"
+    );
+
+    // With a webmail session the form carries its CSRF token, and the guard wants it.
+    let jar = server.dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let user = format!("user={ALICE}");
+    let (status, _) = curl(&[
+        "-c",
+        jar,
+        "-H",
+        &origin,
+        "--data-urlencode",
+        &user,
+        "--data-urlencode",
+        &password,
+        &format!("{base}/login"),
+    ]);
+    assert_eq!(status, 303, "webmail login");
+    let (status, page) = curl(&["-b", jar, &url]);
+    assert_eq!(status, 200);
+    let token = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF field with a session: {page}"))
+        .to_string();
+    let (status, page) = curl(&[
+        "-b",
+        jar,
+        "-H",
+        &origin,
+        "--data-urlencode",
+        "email=alice@example.test",
+        &url,
+    ]);
+    assert_eq!(status, 403, "without the token: {page}");
+    let csrf = format!("csrf={token}");
+    let (status, page) = curl(&[
+        "-b",
+        jar,
+        "-H",
+        &origin,
+        "--data-urlencode",
+        &csrf,
+        "--data-urlencode",
+        "email=alice@example.test",
+        &url,
+    ]);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page_findings(&page).len(),
+        expected.len() - 3,
+        "the same checks, without logins"
+    );
+}

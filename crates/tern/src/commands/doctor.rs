@@ -5,7 +5,7 @@
 //! store, so it runs beside a serving Tern and from a copy of its configuration.
 
 use anyhow::{Context, Result, bail};
-use tern_dns::doctor::{Doctor, Finding, Password, Report, Status};
+use tern_dns::doctor::{Doctor, Password, Report, Status};
 use tern_dns::resolve::Lookup;
 use tern_net::endpoints::ClientEndpoints;
 
@@ -110,34 +110,20 @@ fn print_report(report: &Report) {
         })
         .collect();
     print_table(&["STATUS", "CHECK", "WHAT", "SEEN"], &rows);
-    let todo: Vec<&Finding> = report.findings.iter().filter(|f| f.advice.is_some()).collect();
+    let todo = report.to_do();
     if !todo.is_empty() {
         println!();
         println!("What to do:");
-        // Errors first: they are what keeps clients out.
-        let mut todo = todo;
-        todo.sort_by_key(|f| std::cmp::Reverse(f.status));
-        let mut said: Vec<&str> = Vec::new();
         for f in todo {
             let advice = f.advice.as_deref().unwrap_or_default();
-            // Several ports often share one cause (and one advice): say it once.
-            if said.contains(&advice) {
-                continue;
-            }
-            said.push(advice);
             println!("  {} {} ({}): {advice}", f.status.label(), f.subject, f.check.label());
         }
     }
     println!();
     let (errors, warnings) = (report.count(Status::Error), report.count(Status::Warning));
-    let logins: Vec<&Finding> = report
-        .findings
-        .iter()
-        .filter(|f| f.check == tern_dns::doctor::Check::Login)
-        .collect();
     let logins = if !report.logins_checked {
         "logins not checked (give the password with --password-stdin)"
-    } else if !logins.is_empty() && logins.iter().all(|f| f.status == Status::Ok) {
+    } else if report.logins_work() {
         "logins work"
     } else {
         "see the login findings"
