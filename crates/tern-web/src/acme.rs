@@ -166,6 +166,7 @@ mod tests {
 
     async fn get(router: &Router, uri: &str, tls: bool) -> (StatusCode, axum::http::HeaderMap, String) {
         let request = axum::http::Request::get(uri)
+            .header(header::HOST, "mail.example.test")
             .extension(client(tls))
             .body(Body::empty())
             .expect("request");
@@ -225,5 +226,70 @@ mod tests {
         assert_eq!(hsts(&get(&router, "/", false).await.1), None);
         trust.set(false);
         assert_eq!(hsts(&get(&router, "/", true).await.1), None);
+    }
+
+    /// The whole web face, as `tern serve` builds it, with an HTTPS listener on 8443.
+    async fn web_face() -> (tempfile::TempDir, Arc<crate::WebServer>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn tern_store::Store> =
+            Arc::new(tern_store::EmbeddedStore::open(&dir.path().join("store")).expect("store"));
+        let auth = Arc::new(tern_net::auth::Authenticator::new(
+            store.clone(),
+            tern_net::auth::PlaintextPolicy::Loopback,
+            tern_net::auth::AuthLimits::default(),
+        ));
+        let resolver =
+            Arc::new(tern_smtp::verify::resolver(&["127.0.0.1:9".parse().expect("addr")]).expect("resolver"));
+        let smtp = tern_smtp::SmtpServer::new(
+            tern_smtp::SmtpConfig::default(),
+            auth.clone(),
+            resolver,
+            tern_smtp::queue::Queue::new(store),
+        );
+        let web = crate::WebServer::new(
+            crate::WebConfig {
+                hostname: "mail.example.test".into(),
+                endpoints: tern_net::endpoints::ClientEndpoints {
+                    hostname: "mail.example.test".into(),
+                    https: Some(8443),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            auth,
+            smtp,
+        );
+        (dir, web)
+    }
+
+    #[tokio::test]
+    async fn the_web_face_answers_challenges_over_plain_http_from_anywhere() {
+        let (_dir, web) = web_face().await;
+        let router = web.router();
+        let token = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+        web.config().acme_challenges.insert(token, &format!("{token}.key"));
+        // A CA's validation server: not loopback, plain HTTP.
+        let (status, headers, body) = get(&router, &format!("{CHALLENGE_PATH}{token}"), false).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("{token}.key"));
+        // With the headers every response carries.
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        // Webmail from there still goes to HTTPS.
+        let (status, headers, _) = get(&router, "/login", false).await;
+        assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+        assert!(
+            headers[header::LOCATION]
+                .to_str()
+                .expect("location")
+                .starts_with("https://")
+        );
+        assert!(!headers.contains_key(header::STRICT_TRANSPORT_SECURITY));
+
+        // HSTS on webmail pages over TLS once the certificate is trusted.
+        let (_, headers, _) = get(&router, "/login", true).await;
+        assert!(!headers.contains_key(header::STRICT_TRANSPORT_SECURITY));
+        web.config().certificate_trust.set(true);
+        let (_, headers, _) = get(&router, "/login", true).await;
+        assert_eq!(headers[header::STRICT_TRANSPORT_SECURITY], HSTS);
     }
 }
