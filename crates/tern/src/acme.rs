@@ -474,11 +474,18 @@ async fn addresses(lookups: &[Lookup], name: &str) -> Answer<IpAddr> {
 
 /// This host's name always (Tern cannot work without it; if its DNS is wrong the order
 /// fails and says so); each hosted domain's autoconfig, autodiscover and mta-sts names
-/// only when every address they resolve to is one of the host name's, since the CA
-/// must reach Tern at each name and one name it cannot reach fails the whole order.
-pub async fn wanted_names(hostname: &str, domains: &[String], lookups: &[Lookup]) -> WantedNames {
+/// only when every address they resolve to is one of this server's, since the CA must
+/// reach Tern at each name and one name it cannot reach fails the whole order. This
+/// server's addresses are `public` (`[dns] public_addresses`) when given, else what the
+/// host name resolves to.
+pub async fn wanted_names(hostname: &str, public: &[IpAddr], domains: &[String], lookups: &[Lookup]) -> WantedNames {
     let hostname = hostname.to_ascii_lowercase();
-    let host: BTreeSet<IpAddr> = addresses(lookups, &hostname).await.records().iter().copied().collect();
+    let (host, whose): (BTreeSet<IpAddr>, String) = if public.is_empty() {
+        let resolved = addresses(lookups, &hostname).await.records().iter().copied().collect();
+        (resolved, format!("{hostname}'s"))
+    } else {
+        (public.iter().copied().collect(), "this server's".to_string())
+    };
     let mut names = vec![hostname.clone()];
     let mut left_out = Vec::new();
     let mut seen: BTreeSet<String> = names.iter().cloned().collect();
@@ -496,7 +503,7 @@ pub async fn wanted_names(hostname: &str, domains: &[String], lookups: &[Lookup]
                 )),
                 Answer::Records(ips, _) if ips.iter().all(|ip| host.contains(ip)) => None,
                 Answer::Records(ips, _) => Some(format!(
-                    "resolves to {}, not to {hostname}'s {}",
+                    "resolves to {}, not to {whose} {}",
                     list(ips),
                     list(&host.iter().copied().collect::<Vec<_>>())
                 )),
@@ -604,6 +611,8 @@ pub struct AcmeTask {
     files: AcmeFiles,
     store: Arc<dyn Store>,
     lookups: Vec<Lookup>,
+    /// `[dns] public_addresses`: what "points at this server" means when given.
+    public_addresses: Vec<IpAddr>,
     certificate: Arc<SwappableCertificate>,
     challenges: Http01Challenges,
     trust: CertificateTrust,
@@ -636,6 +645,7 @@ impl AcmeTask {
             files: AcmeFiles::new(data_dir),
             store,
             lookups,
+            public_addresses: config.dns.public_addresses.clone(),
             certificate,
             challenges,
             trust,
@@ -717,7 +727,7 @@ impl AcmeTask {
             self.save(&chain, &key)?;
         }
         let domains: Vec<String> = self.store.domains().await?.into_iter().map(|d| d.name).collect();
-        let wanted = wanted_names(&self.hostname, &domains, &self.lookups).await;
+        let wanted = wanted_names(&self.hostname, &self.public_addresses, &domains, &self.lookups).await;
         for left_out in &wanted.left_out {
             info!(name = %left_out.name, reason = %left_out.reason, "left out of the certificate");
         }
@@ -1059,7 +1069,7 @@ mod tests {
         );
         dns.set_txt("autoconfig.other.test", &["v=nothing"]);
         let domains = vec!["Example.test".to_string(), "other.test".to_string()];
-        let wanted = wanted_names("Mail.Example.Test", &domains, &lookups).await;
+        let wanted = wanted_names("Mail.Example.Test", &[], &domains, &lookups).await;
         assert_eq!(
             wanted.names,
             vec![
@@ -1089,11 +1099,23 @@ mod tests {
         // A host name that does not resolve is still wanted (the order then says why it
         // fails); nothing can be compared with it.
         dns.remove("mail.example.test");
-        let wanted = wanted_names("mail.example.test", &domains[..1], &lookups).await;
+        let wanted = wanted_names("mail.example.test", &[], &domains[..1], &lookups).await;
         assert_eq!(wanted.names, vec!["mail.example.test"]);
         assert!(
             wanted.left_out[0].reason.contains("itself does not resolve"),
             "{wanted:?}"
+        );
+
+        // With [dns] public_addresses, names are compared with those instead.
+        let public = [
+            IpAddr::from(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::from(Ipv4Addr::new(198, 51, 100, 7)),
+        ];
+        let wanted = wanted_names("mail.example.test", &public, &domains[..1], &lookups).await;
+        assert_eq!(wanted.names, vec!["mail.example.test", "mta-sts.example.test"]);
+        assert_eq!(
+            wanted.left_out[0].reason,
+            "resolves to 192.0.2.2, not to this server's 192.0.2.1, 198.51.100.7"
         );
     }
 
