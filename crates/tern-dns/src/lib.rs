@@ -9,6 +9,8 @@
 //! - [`doctor`]: what a user's mail client meets (names, ports, TLS and certificate,
 //!   logins), checked step by step, for `tern doctor` and the `/setup/check` page.
 
+pub mod check;
 pub mod doctor;
+pub mod golive;
 pub mod records;
 pub mod resolve;

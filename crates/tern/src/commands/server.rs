@@ -117,7 +117,10 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     }
     let domain = tern_store::normalise_domain(&args.domain)
         .with_context(|| format!("{:?} is not a domain name", args.domain))?;
-    let config = Config::production(&args.hostname)?;
+    let mut config = Config::production(&args.hostname)?;
+    // The CA's notices about the account go to the domain's postmaster (RFC 5321 §4.5.1
+    // requires that address anyway).
+    config.acme.contact = format!("postmaster@{domain}");
     write_config(&data, &config)?;
     let store = data.open_store()?;
     match store.create_domain(&domain).await {
@@ -133,7 +136,12 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     );
     println!("Next:");
     println!(
-        "  1. Put the TLS certificate chain at {}",
+        "  1. Point {}'s A/AAAA records at this machine and let port 80 reach it: `tern serve`",
+        args.hostname
+    );
+    println!("     gets the TLS certificate from Let's Encrypt and renews it ([acme]; `tern cert status`).");
+    println!(
+        "     To use your own instead, set [acme] enabled = false and put the chain at {}",
         config.tls.certificate_path(data.0).display()
     );
     println!(
