@@ -498,6 +498,19 @@ fn the_check_page_shows_the_same_findings() {
     assert!(page.contains(r#"name="email" value="alice@example.test""#), "{page}");
     assert!(!page.contains(r#"name="csrf""#), "no session, no token: {page}");
     assert!(!page.contains("<script"), "no script on the page");
+    let headers = Command::new("curl")
+        .args(["-s", "-k", "-o", "/dev/null", "-D", "-", &url])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    for header in [
+        "content-security-policy: default-src 'none'; script-src 'self'",
+        "x-frame-options: sameorigin",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+    ] {
+        assert!(headers.contains(header), "{header} in {headers}");
+    }
 
     // A POST from no page of this site is refused.
     let form = ["--data-urlencode", "email=alice@example.test"];
