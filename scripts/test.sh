@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Tern's whole test suite on a Debian machine. Installs the real peers the tests
 # talk to (Dovecot, Postfix, swaks, Python with dkimpy, opendkim-tools, curl, mbsync,
-# offlineimap, fetchmail, and Chromium for the browser tests) with apt-get when they are
-# missing, and playwright-core (which drives that Chromium) with npm into
+# offlineimap, fetchmail, pebble for the ACME tests, and Chromium for the browser tests)
+# with apt-get when they are missing, and playwright-core (which drives that Chromium) with npm into
 # tests/browser/node_modules, then runs every test of the workspace. Tests start their
 # own peers on free loopback ports and clean up.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl
   isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd
-  libnet-ssleay-perl libio-socket-ssl-perl chromium)
+  libnet-ssleay-perl libio-socket-ssl-perl chromium pebble)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
