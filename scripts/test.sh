@@ -2,9 +2,9 @@
 # Runs Tern's whole test suite on a Debian machine. Installs the real peers the tests
 # talk to (Dovecot, Postfix, swaks, Python with dkimpy, opendkim-tools, curl, mbsync,
 # offlineimap, fetchmail, pebble for the ACME tests, and Chromium for the browser tests)
-# with apt-get when they are missing, and playwright-core (which drives that Chromium) with npm into
-# tests/browser/node_modules, then runs every test of the workspace. Tests start their
-# own peers on free loopback ports and clean up.
+# with apt-get when they are missing, and playwright-core (which drives that Chromium)
+# with npm into tests/browser/node_modules, then runs every test of the workspace.
+# Tests start their own peers on free loopback ports and clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
