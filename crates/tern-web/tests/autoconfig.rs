@@ -1120,7 +1120,10 @@ async fn setup_page_shows_each_apps_steps_with_this_servers_settings() {
         page.contains("port <code>143</code>, security type <b>STARTTLS</b>"),
         "{page}"
     );
-    assert!(page.contains("https://mail.example.test:8443/setup/apple.mobileconfig"));
+    let iphone = get(&site2, HOST, "/setup?email=alice%40example.test&client=iphone")
+        .await
+        .text();
+    assert!(iphone.contains("https://mail.example.test:8443/setup/apple.mobileconfig"));
 
     // Unhosted and malformed addresses.
     let answer = get(&site, HOST, "/setup?email=eve%40elsewhere.test").await;
