@@ -1208,14 +1208,20 @@ async fn expect_greeting<S: AsyncRead + AsyncWrite + Unpin>(
 /// The plain-text part of a STARTTLS port: greeting, the capability that offers TLS,
 /// and the command that starts it. Returns the stream, ready for the TLS handshake.
 async fn starttls(protocol: Protocol, stream: TcpStream) -> Result<TcpStream, String> {
+    let me = ehlo_name(&stream);
     let mut conn = Conn::new(stream);
     expect_greeting(protocol, &mut conn).await?;
-    upgrade(protocol, &mut conn).await?;
+    upgrade(protocol, &mut conn, &me).await?;
     conn.into_inner()
 }
 
 /// After the greeting: checks that the server offers TLS and asks for it.
-async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(protocol: Protocol, conn: &mut Conn<S>) -> Result<(), String> {
+/// `me` is what this side calls itself in SMTP's EHLO.
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    protocol: Protocol,
+    conn: &mut Conn<S>,
+    me: &str,
+) -> Result<(), String> {
     match protocol {
         Protocol::Imap => {
             // RFC 9051 §6.1.1 CAPABILITY must list STARTTLS (RFC 2595 §3.1); then §6.2.1:
@@ -1267,7 +1273,7 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(protocol: Protocol, conn: &m
         }
         Protocol::Submission => {
             // RFC 3207 §4: EHLO lists STARTTLS; STARTTLS answered 220 starts TLS.
-            let keywords = smtp_ehlo(conn).await?;
+            let keywords = smtp_ehlo(conn, me).await?;
             if !keywords.iter().any(|k| k == "STARTTLS") {
                 return Err("the server does not offer STARTTLS (not in its EHLO reply)".into());
             }
@@ -1304,10 +1310,22 @@ async fn imap_command<S: AsyncRead + AsyncWrite + Unpin>(
     Err(format!("no answer to {command}"))
 }
 
-/// EHLO with this side's address literal (RFC 5321 §4.1.3: a client without a name of
-/// its own sends its address). Returns the extension keywords, upper case.
-async fn smtp_ehlo<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>) -> Result<Vec<String>, String> {
-    conn.send("EHLO [127.0.0.1]").await?;
+/// This side's address literal for EHLO (RFC 5321 §4.1.3: a client without a name of
+/// its own sends its address, `[192.0.2.1]` or `[IPv6:2001:db8::1]`).
+fn ehlo_name(stream: &TcpStream) -> String {
+    match stream.local_addr().map(|a| a.ip()) {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("[{v4}]"),
+            None => format!("[IPv6:{v6}]"),
+        },
+        Ok(IpAddr::V4(v4)) => format!("[{v4}]"),
+        Err(_) => "[127.0.0.1]".into(),
+    }
+}
+
+/// EHLO as `me`. Returns the extension keywords, upper case.
+async fn smtp_ehlo<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, me: &str) -> Result<Vec<String>, String> {
+    conn.send(&format!("EHLO {me}")).await?;
     let (code, lines) = conn.smtp_reply().await?;
     if code != 250 {
         return Err(format!("EHLO refused: {code} {}", clip(&lines.join(" "))));
@@ -1343,6 +1361,7 @@ async fn login(
             .await
             .map_err(|_| Refusal::Broken("no answer to connect".into()))?
             .map_err(|e| Refusal::Broken(format!("cannot connect: {e}")))?;
+        let me = ehlo_name(&tcp);
         let (tcp, greeting) = match endpoint.security {
             Security::Tls => (tcp, None),
             Security::StartTls => {
@@ -1351,7 +1370,9 @@ async fn login(
                 let greeting = expect_greeting(endpoint.protocol, &mut conn)
                     .await
                     .map_err(Refusal::Broken)?;
-                upgrade(endpoint.protocol, &mut conn).await.map_err(Refusal::Broken)?;
+                upgrade(endpoint.protocol, &mut conn, &me)
+                    .await
+                    .map_err(Refusal::Broken)?;
                 (conn.into_inner().map_err(Refusal::Broken)?, Some(greeting))
             }
         };
@@ -1362,7 +1383,7 @@ async fn login(
         match endpoint.protocol {
             Protocol::Imap => imap_login(stream, greeting.is_none(), user, password).await,
             Protocol::Pop3 => pop3_login(stream, greeting, user, password).await,
-            Protocol::Submission => smtp_login(stream, greeting.is_none(), user, password).await,
+            Protocol::Submission => smtp_login(stream, greeting.is_none(), &me, user, password).await,
         }
     };
     let result = match tokio::time::timeout(DIALOGUE_TIMEOUT, attempt).await {
@@ -1485,7 +1506,7 @@ where
     }
 }
 
-async fn smtp_login<S>(stream: S, read_greeting: bool, user: &str, password: &Password) -> Result<(), Refusal>
+async fn smtp_login<S>(stream: S, read_greeting: bool, me: &str, user: &str, password: &Password) -> Result<(), Refusal>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -1496,7 +1517,7 @@ where
             .map_err(Refusal::Broken)?;
     }
     // RFC 3207 §4.2: after STARTTLS the client forgets what it knew and says EHLO again.
-    let keywords = smtp_ehlo(&mut conn).await.map_err(Refusal::Broken)?;
+    let keywords = smtp_ehlo(&mut conn, me).await.map_err(Refusal::Broken)?;
     let plain = keywords.iter().any(|k| {
         let mut words = k.split_whitespace();
         words.next() == Some("AUTH") && words.any(|m| m == "PLAIN")
