@@ -4,7 +4,9 @@
 //! turn (its steps with this server's host name and ports), the Apple profile and the
 //! Outlook 2007 file downloaded and read back (Python's plistlib for the profile), a
 //! wrong and a right password checked, and the phone layout. No page may log an error
-//! (beyond the refusals it provokes), throw, or break its Content-Security-Policy.
+//! (beyond the refusals it provokes), throw, or break its Content-Security-Policy. curl
+//! fetches the autoconfig, Autodiscover and MTA-STS documents from the same server by
+//! their DNS names, over http and https.
 //!
 //! `screenshots` writes docs/screenshots/setup-*.png with `TERN_UPDATE_SCREENSHOTS=1`:
 //!
@@ -115,5 +117,77 @@ fn screenshots() {
             "setup-thunderbird.png",
             "setup-phone.png",
         ]
+    );
+}
+
+/// curl, as a mail client would fetch them from the running server: Thunderbird's
+/// autoconfig over plain http and over https by the autoconfig name, Outlook's
+/// Autodiscover POST by the autodiscover name, and the MTA-STS policy by the mta-sts
+/// name (curl's `--resolve` points those names at the loopback listeners).
+#[test]
+fn curl_fetches_autoconfig_autodiscover_and_mta_sts() {
+    let server = server();
+    let (http, https) = (server.port(8080), server.port(8443));
+    let curl = |args: &[&str]| -> (String, String) {
+        let out = std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--insecure",
+                "--write-out",
+                "\n%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (body.to_string(), code.to_string())
+    };
+    let resolve = |name: &str, port: u16| format!("{name}:{port}:127.0.0.1");
+
+    for (scheme, port) in [("http", http), ("https", https)] {
+        let url =
+            format!("{scheme}://autoconfig.example.test:{port}/mail/config-v1.1.xml?emailaddress=bob%40example.test");
+        let (body, code) = curl(&["--resolve", &resolve("autoconfig.example.test", port), &url]);
+        assert_eq!(code, "200", "{url}: {body}");
+        assert!(body.contains("<emailProvider id=\"example.test\">"), "{body}");
+        assert!(
+            body.contains(&format!("<port>{}</port>", server.port(1993))),
+            "IMAPS port: {body}"
+        );
+        assert!(body.contains("<hostname>mail.example.test</hostname>"));
+    }
+
+    let request = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover \
+        xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request>\
+        <EMailAddress>bob@example.test</EMailAddress><AcceptableResponseSchema>\
+        http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\
+        </AcceptableResponseSchema></Request></Autodiscover>";
+    let url = format!("https://autodiscover.example.test:{https}/Autodiscover/Autodiscover.xml");
+    let (body, code) = curl(&[
+        "--resolve",
+        &resolve("autodiscover.example.test", https),
+        "-H",
+        "Content-Type: text/xml",
+        "--data-binary",
+        request,
+        &url,
+    ]);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("<LoginName>bob@example.test</LoginName>"), "{body}");
+    assert!(body.contains(&format!("<Port>{}</Port>", server.port(1465))), "{body}");
+
+    let url = format!("https://mta-sts.example.test:{https}/.well-known/mta-sts.txt");
+    let (body, code) = curl(&["--resolve", &resolve("mta-sts.example.test", https), &url]);
+    assert_eq!(code, "200");
+    assert!(
+        body.starts_with("version: STSv1\r\n") && body.contains("mx: mail.example.test\r\n"),
+        "{body:?}"
     );
 }
