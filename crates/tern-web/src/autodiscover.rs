@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -49,6 +49,8 @@ pub fn routes() -> Router<AppState> {
     for path in POX_PATHS {
         router = router.route(path, get(pox_get).post(pox));
     }
+    // Read no more than a request can be (the web listeners' own limit is for uploads).
+    router = router.route_layer(DefaultBodyLimit::max(MAX_REQUEST));
     router
         .route(JSON_PATH, get(json))
         .route("/Autodiscover/Autodiscover.json", get(json))
@@ -193,9 +195,6 @@ async fn pox_get() -> Response {
 }
 
 async fn pox(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.len() > MAX_REQUEST {
-        return pox_error_response(StatusCode::PAYLOAD_TOO_LARGE, PoxError::InvalidRequest);
-    }
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(e) => return pox_error_response(StatusCode::BAD_REQUEST, e),

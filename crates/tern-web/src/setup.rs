@@ -14,7 +14,7 @@
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,11 +31,15 @@ pub const PATH: &str = "/setup";
 pub const PRF_PATH: &str = "/setup/outlook.prf";
 /// The connection check page (tern doctor in the browser), built elsewhere.
 pub const CHECK_PATH: &str = "/setup/check";
+/// The largest password-check form taken.
+const MAX_FORM: usize = 16 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(PATH, get(page).post(check_password))
         .route(PRF_PATH, get(outlook_prf))
+        // The password form is a few hundred bytes.
+        .route_layer(DefaultBodyLimit::max(MAX_FORM))
 }
 
 /// The mail apps the page has steps for.

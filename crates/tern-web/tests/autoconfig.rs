@@ -552,6 +552,13 @@ async fn malformed_autodiscover_requests_get_the_pox_error() {
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert!(answer.text().contains("<LoginName>alice@example.test</LoginName>"));
+    // A body larger than any request is not read (413).
+    let huge =
+        pox_request("alice@example.test").replace("<Request>", &format!("<!--{}--><Request>", "x".repeat(64 * 1024)));
+    assert_eq!(
+        post_pox(&site, host, path, &huge).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     // A GET is no Autodiscover request.
     let answer = get(&site, host, path).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
