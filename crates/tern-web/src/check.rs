@@ -27,6 +27,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tern_dns::doctor::{Doctor, DoctorError, Password, Report, Status};
 use tern_dns::resolve::Lookup;
+use tern_net::auth::LoginError;
 use tokio::sync::Semaphore;
 use tracing::info;
 
@@ -182,11 +183,30 @@ async fn run_check(
             "Several checks are running right now; try again in a minute.",
         );
     };
-    let lookup = match app.config.nameservers.first() {
-        Some(addr) => Lookup::server(*addr),
-        None => Lookup::system(),
+    // The password is tried here first, as the visitor's login: a wrong one counts
+    // against the visitor's address and the account (the shared limits), and the
+    // doctor's own logins — whose peer is this server — only ever use a right one, so
+    // the page is no way around the login limits.
+    let password = if password.is_empty() {
+        None
+    } else {
+        match app.auth.login("setup-check", client.peer.ip(), &email, password).await {
+            Ok(_) => Some(Password::new(password)),
+            Err(LoginError::Invalid) => {
+                page.error = Some(
+                    "Wrong password (or this address has no mailbox here): logging in was not tried. \
+                     The other checks below ran without it."
+                        .into(),
+                );
+                None
+            }
+            Err(e @ LoginError::Throttled { .. }) => {
+                return refuse(page, StatusCode::TOO_MANY_REQUESTS, &capitalised(&e.to_string()));
+            }
+            Err(e) => return refuse(page, StatusCode::SERVICE_UNAVAILABLE, &capitalised(&e.to_string())),
+        }
     };
-    let lookup = match lookup {
+    let lookup = match Lookup::servers(&app.config.nameservers) {
         Ok(lookup) => lookup,
         Err(e) => {
             return refuse(
@@ -198,7 +218,7 @@ async fn run_check(
     };
     let doctor = Doctor {
         email: email.clone(),
-        password: (!password.is_empty()).then(|| Password::new(password)),
+        password,
         host: app.config.hostname.clone(),
         endpoints: app.endpoints(),
         lookup,

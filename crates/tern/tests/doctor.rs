@@ -566,6 +566,23 @@ fn the_check_page_shows_the_same_findings() {
         "{page}"
     );
 
+    // A wrong password is caught as the visitor's own login (counted against the
+    // visitor's address and the account); the doctor then logs in nowhere with it.
+    let (status, page) = curl(&[
+        "-H",
+        &origin,
+        "--data-urlencode",
+        "email=alice@example.test",
+        "--data-urlencode",
+        "password=not-Alices-password-42",
+        &url,
+    ]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Wrong password"), "{page}");
+    assert!(!page.contains("not-Alices-password-42"), "the password came back in the page");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains("not-Alices-password-42"), "the password is in the log");
+
     // With a webmail session the form carries its CSRF token, and the guard wants it.
     let jar = server.dir.path().join("cookies");
     let jar = jar.to_str().unwrap();
