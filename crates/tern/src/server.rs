@@ -158,6 +158,8 @@ pub struct Running {
     deliveries: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     /// The ACME certificate task (crate::acme), when `[acme]` is on.
     acme: Option<crate::acme::TaskHandle>,
+    /// The go-live watch (tern-dns) and the switch that stops it.
+    golive: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     pub states: Vec<ServiceState>,
     grace: std::time::Duration,
     signals: ShutdownSignals,
@@ -210,6 +212,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
     let migrations = start_migrations(data_dir, config, &shared)?;
     let deliveries = start_deliveries(config, mail);
     let acme = start_acme(data_dir, config, &shared, certificate, services.web.config())?;
+    let golive = start_golive(config, &shared);
     // Report the addresses actually bound (port 0 in a config means "any free port").
     for state in &mut states {
         let bound: Vec<SocketAddr> = listeners
@@ -232,6 +235,7 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         migrations,
         deliveries,
         acme,
+        golive,
         states,
         grace: config.shutdown.grace(),
         signals,
@@ -256,6 +260,32 @@ fn start_migrations(
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Ok((stop, tokio::spawn(worker.run(stopped))))
+}
+
+/// The go-live watch: notices a migrating domain's MX moving here and drives the last
+/// passes (tern_dns::golive).
+fn start_golive(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let lookup = match tern_dns::resolve::Lookup::servers(&config.dns.nameservers) {
+        Ok(lookup) => lookup,
+        Err(e) => {
+            // No resolver (no /etc/resolv.conf): Tern still serves; cutovers are
+            // declared by hand until the DNS configuration is fixed.
+            tracing::warn!(error = %e, "the go-live MX watch is off: no DNS resolver; set [dns] nameservers");
+            return (stop, tokio::spawn(async {}));
+        }
+    };
+    let watch = tern_dns::golive::Watch::new(
+        store.clone(),
+        lookup,
+        &config.hostname,
+        config.dns.public_addresses.clone(),
+        config.golive.config(),
+    );
+    (stop, tokio::spawn(watch.run(stopped)))
 }
 
 /// Whether browsers trust the certificate (for HSTS), and, with `[acme]` on, the task
@@ -330,6 +360,9 @@ impl Running {
         let (stop, worker) = self.deliveries;
         let _ = stop.send(true);
         let _ = worker.await;
+        let (stop, watch) = self.golive;
+        let _ = stop.send(true);
+        let _ = watch.await;
         let report = self.listeners.shutdown(self.grace).await;
         if report.aborted > 0 {
             tracing::warn!(
