@@ -241,8 +241,11 @@ impl AcmeFiles {
 /// Holds no secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
-    /// The `tern serve` process that wrote it.
+    /// The `tern serve` process that wrote it, and how many checks it has made since
+    /// it started (0: its first check is still under way).
     pub pid: u32,
+    #[serde(default)]
+    pub checks: u64,
     pub directory: String,
     /// Unix times.
     pub last_check: Option<i64>,
@@ -666,7 +669,14 @@ impl AcmeTask {
             }
         };
         status.pid = std::process::id();
+        status.checks = 0;
+        status.next_check = Some(unix_now());
         status.directory = self.acme.directory.clone();
+        // At once, so `tern cert renew` knows a server runs while a first order is
+        // still under way.
+        if let Err(e) = self.files.write_status(&status) {
+            warn!(error = %e, "cannot save the ACME status");
+        }
         // Certificates are checked at start, whatever the last run planned.
         let mut next_check = tokio::time::Instant::now();
         loop {
@@ -702,6 +712,7 @@ impl AcmeTask {
                     }
                 };
                 status.last_check = Some(now);
+                status.checks += 1;
                 status.next_check = Some(unix_now() + wait.as_secs() as i64);
                 if request.is_some() {
                     status.handled_request = request;

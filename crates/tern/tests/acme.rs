@@ -315,7 +315,7 @@ fn a_certificate_from_acme_is_served_and_renewed_without_a_restart() {
     let serve = Serve::start(&data, http_port);
     let new_pid = serve.child.id();
     let after = wait_for_status(&data, &serve, "no check after the restart", |s| {
-        s["acme"]["status"]["pid"] == new_pid
+        s["acme"]["status"]["pid"] == new_pid && s["acme"]["status"]["checks"] == 1
     });
     assert_eq!(after["acme"]["status"]["last_issued"], issued, "{after:#}");
     assert!(after["acme"]["status"]["last_error"].is_null(), "{after:#}");
