@@ -579,7 +579,10 @@ fn the_check_page_shows_the_same_findings() {
     ]);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Wrong password"), "{page}");
-    assert!(!page.contains("not-Alices-password-42"), "the password came back in the page");
+    assert!(
+        !page.contains("not-Alices-password-42"),
+        "the password came back in the page"
+    );
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(!log.contains("not-Alices-password-42"), "the password is in the log");
 
