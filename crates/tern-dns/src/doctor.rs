@@ -25,9 +25,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
@@ -41,7 +39,8 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 use tern_net::endpoints::{ClientEndpoints, Endpoint, Protocol, Security};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tern_net::replay::Replayed;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -111,26 +110,8 @@ pub enum DoctorError {
     Tls(String),
 }
 
-/// How a check went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    /// Works, but some clients will stumble (or soon will).
-    Warning,
-    /// A client that needs this cannot connect.
-    Error,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warning => "warning",
-            Status::Error => "error",
-        }
-    }
-}
+/// How a check went: the same scale as the DNS checks.
+pub use crate::check::Status;
 
 /// Which check a finding comes from, in the order a client meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1476,10 +1457,10 @@ where
 {
     // async-pop starts by reading a greeting; after STLS (RFC 2595 §4) none comes, so the
     // one read before it is given again.
-    let stream = Replayed {
-        prefix: greeting.map(|g| format!("{g}\r\n").into_bytes()).unwrap_or_default(),
-        inner: stream,
-    };
+    let stream = Replayed::new(
+        greeting.map(|g| format!("{g}\r\n").into_bytes()).unwrap_or_default(),
+        stream,
+    );
     let mut client = async_pop::new(stream)
         .await
         .map_err(|e| Refusal::Broken(e.message().to_string()))?;
@@ -1552,36 +1533,6 @@ fn redact(text: &str, password: &Password) -> String {
         clip(text)
     } else {
         clip(&text.replace(secret, "(password hidden)"))
-    }
-}
-
-/// A stream that first gives back bytes already read (POP3's greeting before STLS).
-struct Replayed<S> {
-    prefix: Vec<u8>,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replayed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.drain(..n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -9,13 +9,12 @@
 //! header. The map's key is the UIDL.
 
 use std::collections::HashSet;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use async_pop::response::types::DataType;
 use async_pop::response::uidl::UidlResponse;
+use tern_net::replay::Replayed;
 use tern_store::{Expunge, Flags, MigratedMessage, StoreError};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::MigrateError;
 use crate::connect::{self, SourceStream};
@@ -25,37 +24,6 @@ use crate::state::FolderState;
 
 /// The map's folder name for a POP3 maildrop.
 pub const MAILDROP: &str = "INBOX";
-
-/// A stream that first replays bytes already read (the greeting before STLS).
-#[derive(Debug)]
-pub struct Replayed<S> {
-    prefix: Vec<u8>,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replayed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.drain(..n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 type Pop3Client = async_pop::Client<Replayed<SourceStream>>;
 
@@ -94,14 +62,8 @@ pub async fn connect(settings: &SourceSettings, login: &Login) -> Result<Pop3Cli
     let host = settings.host.clone();
     let tcp = connect::tcp(settings).await?;
     let stream = match settings.tls {
-        TlsMode::Implicit => Replayed {
-            prefix: Vec::new(),
-            inner: connect::tls(settings, tcp).await?,
-        },
-        TlsMode::None => Replayed {
-            prefix: Vec::new(),
-            inner: SourceStream::Plain(tcp),
-        },
+        TlsMode::Implicit => Replayed::new(Vec::new(), connect::tls(settings, tcp).await?),
+        TlsMode::None => Replayed::new(Vec::new(), SourceStream::Plain(tcp)),
         TlsMode::Starttls => {
             let io = |e: std::io::Error| MigrateError::Io(format!("{host}: {e}"));
             let mut reader = BufReader::new(tcp);
@@ -118,10 +80,7 @@ pub async fn connect(settings: &SourceSettings, login: &Login) -> Result<Pop3Cli
             }
             let tls = connect::tls(settings, reader.into_inner()).await?;
             // async-pop starts by reading a greeting: give it the one we already read.
-            Replayed {
-                prefix: greeting.into_bytes(),
-                inner: tls,
-            }
+            Replayed::new(greeting.into_bytes(), tls)
         }
     };
     let mut client = async_pop::new(stream).await.map_err(|e| pop_err(&host, e))?;
