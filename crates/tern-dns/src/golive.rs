@@ -144,6 +144,35 @@ impl GoLive {
         }
     }
 
+    /// One line for a status listing.
+    pub fn summary(&self) -> String {
+        let when = |t: Option<i64>| t.map(tern_migrate::report::timestamp).unwrap_or_else(|| "?".into());
+        let live = format!(
+            "live since {} (declared by {})",
+            when(self.cutover),
+            self.declared_by.as_deref().unwrap_or("?")
+        );
+        match self.stage {
+            Stage::Watching if self.last_check.is_none() => {
+                "the MX record is not checked yet (tern serve watches it)".into()
+            }
+            Stage::Watching => format!(
+                "watching the MX record: {} at {}; {} check(s) in a row pointing here",
+                self.last_mx,
+                when(self.last_check),
+                self.consecutive
+            ),
+            Stage::CutOver => format!(
+                "{live}; {} delta pass(es); late mail last seen {}; final pass from {} if no more arrives",
+                self.deltas,
+                when(self.last_new_mail),
+                when(self.final_pass_due())
+            ),
+            Stage::Finishing => format!("{live}; final passes running"),
+            Stage::Done => format!("{live}; done {}", when(self.finished)),
+        }
+    }
+
     /// When the final pass is due if no more mail arrives.
     pub fn final_pass_due(&self) -> Option<i64> {
         match self.stage {

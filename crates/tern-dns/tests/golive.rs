@@ -216,6 +216,11 @@ async fn the_mx_flip_is_noticed_and_late_mail_comes_over_before_the_final_pass()
     assert_eq!(state.consecutive, 0);
     assert_eq!(state.old_mx_ttl, OLD_TTL, "the old MX TTL is remembered");
     assert!(state.last_mx.contains("mx.old.test"), "{}", state.last_mx);
+    assert!(
+        state.summary().starts_with("watching the MX record: 10 mx.old.test"),
+        "{}",
+        state.summary()
+    );
 
     // Mail keeps arriving at the old provider; then the admin flips the MX.
     s.arrives_at_old_provider("alice", "late-before-flip");
@@ -273,6 +278,7 @@ async fn the_mx_flip_is_noticed_and_late_mail_comes_over_before_the_final_pass()
     watch.tick(t0 + 100).await.unwrap();
     let state = golive::load(s.store.as_ref(), DOMAIN).await.unwrap();
     assert_eq!(state.stage, Stage::CutOver, "not quiet long enough yet");
+    assert!(state.summary().contains("2 delta pass(es)"), "{}", state.summary());
     let last_new_mail = state.last_new_mail.expect("late mail noticed");
     assert_eq!(
         last_new_mail,

@@ -181,6 +181,12 @@ fn cutover_by_hand() {
         serde_json::from_str(&ok(&tern(data.path(), &["migrate", "status", "--json"]))).unwrap();
     assert!(status.to_string().contains("delta"), "{status}");
 
+    let status = ok(&tern(data.path(), &["migrate", "status"]));
+    assert!(
+        status.contains("Go-live of example.test: live since") && status.contains("declared by tern migrate cutover"),
+        "{status}"
+    );
+
     let err = one_line_error(&tern(data.path(), &["migrate", "cutover", DOMAIN]));
     assert!(err.contains("went live already"), "{err}");
     let err = one_line_error(&tern(data.path(), &["migrate", "cutover", "other.test"]));

@@ -685,6 +685,7 @@ async fn status(store: &EmbeddedStore, args: MigrateStatusArgs) -> Result<()> {
                 print!("\x1b[2J\x1b[H");
             }
             print_status_table(store, &selected).await?;
+            print_golive(store, &selected).await?;
         }
         let active = selected.iter().any(|m| {
             matches!(
@@ -700,6 +701,24 @@ async fn status(store: &EmbeddedStore, args: MigrateStatusArgs) -> Result<()> {
             println!();
         }
     }
+}
+
+/// Where each domain of the listed migrations is in going live.
+async fn print_golive(store: &EmbeddedStore, migrations: &[Migration]) -> Result<()> {
+    let mut domains: Vec<&str> = migrations
+        .iter()
+        .filter_map(|m| m.address.rsplit_once('@').map(|(_, d)| d))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    if !domains.is_empty() {
+        println!();
+    }
+    for domain in domains {
+        let state = tern_dns::golive::load(store, domain).await?;
+        println!("Go-live of {domain}: {}", state.summary());
+    }
+    Ok(())
 }
 
 /// Waits until the selected migrations are neither queued nor running.
