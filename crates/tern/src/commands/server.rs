@@ -95,6 +95,7 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
         .and_then(|s| s.addrs.first())
     {
         println!("Webmail: https://{https}/ (the certificate is self-signed: accept it once)");
+        println!("Mail app setup: https://{https}/setup");
     }
     match first_login {
         Some((user, secret)) => {
