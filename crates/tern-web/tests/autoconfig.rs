@@ -9,19 +9,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
 use tern_net::endpoints::ClientEndpoints;
-use tern_net::listeners::{ShutdownSignal, ShutdownTrigger};
-use tern_store::{EmbeddedStore, NewAccount, Store};
-use tern_web::{Client, WebConfig, WebServer};
+use tern_web::{Client, WebConfig};
 use tower::ServiceExt;
 
-const HOST: &str = "mail.example.test";
-const PASSWORD: &str = "correct horse battery";
+mod common;
+
+use common::{HOST, PASSWORD, Site};
+
 const REMOTE: &str = "203.0.113.9:50000";
 const ORIGIN: &str = "https://mail.example.test";
 
@@ -52,14 +50,6 @@ fn some_endpoints() -> ClientEndpoints {
     }
 }
 
-struct Site {
-    router: axum::Router,
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-    _trigger: ShutdownTrigger,
-    shutdown: ShutdownSignal,
-}
-
 async fn serve(endpoints: ClientEndpoints) -> Site {
     site_with(endpoints, |_| {}).await
 }
@@ -67,50 +57,20 @@ async fn serve(endpoints: ClientEndpoints) -> Site {
 /// Two hosted domains (example.test, second.test) and one being moved (moving.test:
 /// not receiving yet), each with an account.
 async fn site_with(endpoints: ClientEndpoints, adjust: impl FnOnce(&mut WebConfig)) -> Site {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap());
-    for domain in ["example.test", "second.test", "moving.test"] {
-        store.create_domain(domain).await.unwrap();
-    }
-    store.set_domain_receiving("moving.test", false).await.unwrap();
-    for user in ["alice@example.test", "bob@second.test", "carol@moving.test"] {
-        store
-            .create_account(NewAccount {
-                address: user.into(),
-                password_hash: Some(tern_store::password::hash(PASSWORD).unwrap()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-    let limits = AuthLimits {
-        failure_delay: std::time::Duration::from_millis(10),
-        max_failures_per_ip: 5,
-        ..Default::default()
-    };
-    let auth = Arc::new(Authenticator::new(store.clone(), PlaintextPolicy::Loopback, limits));
-    let resolver = Arc::new(tern_smtp::verify::resolver(&["127.0.0.1:9".parse().unwrap()]).unwrap());
-    let smtp = tern_smtp::SmtpServer::new(
-        tern_smtp::SmtpConfig::default(),
-        auth.clone(),
-        resolver,
-        tern_smtp::queue::Queue::new(store.clone()),
-    );
     let mut config = WebConfig {
         hostname: HOST.into(),
         endpoints,
         ..Default::default()
     };
     adjust(&mut config);
-    let web = WebServer::new(config, auth, smtp);
-    let (trigger, shutdown) = ShutdownSignal::channel();
-    Site {
-        router: web.router(),
-        store,
-        _dir: dir,
-        _trigger: trigger,
-        shutdown,
-    }
+    let site = Site::build(
+        &["example.test", "second.test", "moving.test"],
+        &["alice@example.test", "bob@second.test", "carol@moving.test"],
+        config,
+    )
+    .await;
+    site.store.set_domain_receiving("moving.test", false).await.unwrap();
+    site
 }
 
 struct Answer {

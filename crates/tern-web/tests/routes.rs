@@ -4,55 +4,21 @@
 //! tests in crates/tern/tests/webmail.rs drive the same pages in Chromium.)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
-use tern_net::listeners::{ShutdownSignal, ShutdownTrigger};
-use tern_store::{EmbeddedStore, NewAccount, NewMessage, Store};
-use tern_web::{Client, WebConfig, WebServer};
+use tern_store::NewMessage;
+use tern_web::{Client, WebConfig};
 use tower::ServiceExt;
 
-const PASSWORD: &str = "correct horse battery";
-const HOST: &str = "mail.example.test";
+mod common;
 
-struct Site {
-    router: axum::Router,
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-    _trigger: ShutdownTrigger,
-    shutdown: ShutdownSignal,
-}
+use common::{HOST, PASSWORD, Site};
 
 async fn site() -> Site {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap());
-    store.create_domain("example.test").await.unwrap();
-    for user in ["alice@example.test", "bob@example.test"] {
-        store
-            .create_account(NewAccount {
-                address: user.into(),
-                password_hash: Some(tern_store::password::hash(PASSWORD).unwrap()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-    let limits = AuthLimits {
-        failure_delay: std::time::Duration::from_millis(10),
-        max_failures_per_ip: 5,
-        ..Default::default()
-    };
-    let auth = Arc::new(Authenticator::new(store.clone(), PlaintextPolicy::Loopback, limits));
-    let resolver = Arc::new(tern_smtp::verify::resolver(&["127.0.0.1:9".parse().unwrap()]).unwrap());
-    let smtp = tern_smtp::SmtpServer::new(
-        tern_smtp::SmtpConfig::default(),
-        auth.clone(),
-        resolver,
-        tern_smtp::queue::Queue::new(store.clone()),
-    );
-    let web = WebServer::new(
+    Site::build(
+        &["example.test"],
+        &["alice@example.test", "bob@example.test"],
         WebConfig {
             hostname: HOST.into(),
             endpoints: tern_net::endpoints::ClientEndpoints {
@@ -62,17 +28,8 @@ async fn site() -> Site {
             },
             ..Default::default()
         },
-        auth,
-        smtp,
-    );
-    let (trigger, shutdown) = ShutdownSignal::channel();
-    Site {
-        router: web.router(),
-        store,
-        _dir: dir,
-        _trigger: trigger,
-        shutdown,
-    }
+    )
+    .await
 }
 
 /// A request as a browser on `peer` sends it over TLS (or not).
