@@ -235,7 +235,7 @@ pub async fn check(plan: &DomainPlan, migrating: bool, lookup: &Lookup) -> Vec<F
             .collect()
     };
 
-    let (host_finding, addresses) = check_host(plan, lookup).await;
+    let (host_finding, addresses) = check_host(plan, &suggested, lookup).await;
     let mut findings = vec![host_finding];
     findings.push(
         check_mx(plan, migrating, lookup, &addresses)
@@ -291,11 +291,11 @@ pub async fn check(plan: &DomainPlan, migrating: bool, lookup: &Lookup) -> Vec<F
 
 /// The host name's addresses: they must exist, and include the configured public
 /// addresses. Returns the addresses the other checks compare with.
-async fn check_host(plan: &DomainPlan, lookup: &Lookup) -> (Finding, Vec<IpAddr>) {
+async fn check_host(plan: &DomainPlan, suggested: &[Suggested], lookup: &Lookup) -> (Finding, Vec<IpAddr>) {
     let host = &plan.endpoints.hostname;
     let check = format!("A/AAAA {host}");
     let answer = lookup.addresses(host).await;
-    let publish: Vec<String> = records::suggested(plan)
+    let publish: Vec<String> = suggested
         .iter()
         .filter(|s| s.kind == Kind::A || s.kind == Kind::Aaaa)
         .map(Suggested::zone_line)
