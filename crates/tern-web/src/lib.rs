@@ -1,7 +1,7 @@
 //! Tern's web face. Today: webmail, a complete mail client in the browser for every
 //! mailbox from the minute it exists, and everything that sets mail apps up: client
-//! auto-configuration, Apple profiles, the setup page and the MTA-STS policy (later also
-//! the admin console and the JSON API, on the same listeners).
+//! auto-configuration, Apple profiles, the setup page and the MTA-STS policy; and the
+//! admin console with its JSON API, on the same listeners.
 //!
 //! Pages are rendered on the server (askama templates compiled into the binary); a
 //! small script (`assets/app.js`, also in the binary) adds live updates, keyboard
@@ -28,16 +28,22 @@
 //! - [`acme`]: the ACME HTTP-01 challenges Tern's certificate task answers here, and
 //!   HSTS once the certificate is trusted;
 //! - [`check`]: the connection check page (`tern doctor` in the browser);
+//! - [`console`]: the admin console under `/admin` (administrators log in with their
+//!   own account);
+//! - [`api`]: the JSON API under `/admin/api/v1`, for scripts with an API token, and its
+//!   OpenAPI description;
 //! - [`sanitize`]: HTML from an email made safe to show;
 //! - [`mime`]: a stored message taken apart for display;
 //! - [`assets`], [`page`]: the embedded static files and the shared page pieces.
 
 pub mod acme;
+pub mod api;
 pub mod assets;
 pub mod autoconfig;
 pub mod autodiscover;
 pub mod check;
 pub mod compose;
+pub mod console;
 pub mod events;
 pub mod folders;
 pub mod login;
@@ -99,6 +105,9 @@ pub struct WebConfig {
     pub tls_private_key: Option<PathBuf>,
     /// The CA bundle a certificate must chain to before profiles are signed with it.
     pub trusted_cas: PathBuf,
+    /// What the running server knows of itself (version, listeners, certificate), for
+    /// the console's health page and the API.
+    pub server: Arc<tern_admin::health::ServerFacts>,
 }
 
 impl Default for WebConfig {
@@ -115,6 +124,7 @@ impl Default for WebConfig {
             tls_certificate: None,
             tls_private_key: None,
             trusted_cas: PathBuf::from(tern_net::tls::SYSTEM_CAS),
+            server: Arc::default(),
         }
     }
 }
@@ -215,6 +225,8 @@ fn router(app: AppState) -> Router {
         .merge(mobileconfig::routes())
         .merge(setup::routes())
         .merge(mta_sts::routes())
+        .merge(console::routes())
+        .merge(api::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(app.clone(), session::require_tls))
         .layer(DefaultBodyLimit::max(body_limit))

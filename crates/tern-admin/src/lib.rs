@@ -1,0 +1,85 @@
+//! What an administrator does to a Tern installation, in one place, so the command
+//! line (`tern domain`, `tern user`, `tern migrate`, `tern admin`), the admin console
+//! and the JSON API do exactly the same thing and word their refusals the same way.
+//!
+//! Modules, each with one job:
+//! - [`domains`]: adding a domain with its DKIM signing keys, rotating and retiring
+//!   keys;
+//! - [`users`]: creating accounts (with the RFC 5321 postmaster and abuse aliases),
+//!   resetting passwords, and importing many accounts from a CSV file;
+//! - [`migrations`]: choosing migrations, asking for passes, pausing, finishing, and
+//!   adding mailboxes to migrate (one, or a CSV file of them);
+//! - [`admins`]: which accounts may use the admin console;
+//! - [`tokens`]: the API tokens scripts use instead of a login.
+//! - [`health`]: the running server's health and what needs the administrator.
+//!
+//! Nothing here runs a pass or talks to the network: the store is the interface, and
+//! the worker inside `tern serve` acts on what is written here.
+
+pub mod admins;
+pub mod domains;
+pub mod health;
+pub mod migrations;
+pub mod tokens;
+pub mod users;
+
+use tern_store::StoreError;
+use thiserror::Error;
+
+/// Why an administrative action was refused or failed. [`AdminError::Invalid`] and
+/// [`AdminError::NotFound`] are the administrator's to fix and say how.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// The request cannot be done as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// It names something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(StoreError),
+    /// Something on this server failed (key generation, the secrets file).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> AdminError {
+        match e {
+            StoreError::NoSuchDomain(_)
+            | StoreError::NoSuchAccount(_)
+            | StoreError::NoSuchAlias(_)
+            | StoreError::NoSuchMigration(_)
+            | StoreError::NoSuchMigrationSource(_)
+            | StoreError::NoSuchQueueEntry(_)
+            | StoreError::NoSuchDkimKey(..) => AdminError::NotFound(e.to_string()),
+            StoreError::DomainExists(_)
+            | StoreError::DomainNotEmpty(..)
+            | StoreError::AddressInUse(_)
+            | StoreError::InvalidAddress(_)
+            | StoreError::MigrationSourceInUse(..) => AdminError::Invalid(e.to_string()),
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+impl From<tern_migrate::MigrateError> for AdminError {
+    fn from(e: tern_migrate::MigrateError) -> AdminError {
+        match e {
+            tern_migrate::MigrateError::Store(s) => s.into(),
+            other => AdminError::Invalid(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = AdminError> = std::result::Result<T, E>;
+
+/// Now, in unix seconds.
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The domain part of an address, lower-cased.
+pub fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase()
+}

@@ -1,0 +1,9 @@
+//! The JSON API (being written).
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
