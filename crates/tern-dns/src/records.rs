@@ -35,6 +35,33 @@ pub struct DomainPlan {
     pub addresses: Vec<IpAddr>,
 }
 
+impl DomainPlan {
+    /// The plan of a hosted domain: its DKIM keys from the store, this server's client
+    /// endpoints, and its public addresses (the configured ones, or what the host name
+    /// resolves to through `lookup`). An error when the domain is not hosted here.
+    pub async fn load(
+        store: &dyn tern_store::Store,
+        domain: &str,
+        endpoints: ClientEndpoints,
+        public_addresses: &[IpAddr],
+        lookup: Option<&crate::resolve::Lookup>,
+    ) -> Result<DomainPlan, tern_store::StoreError> {
+        let domain = store.domain(domain.trim_end_matches('.')).await?.name;
+        let mut addresses = public_addresses.to_vec();
+        if addresses.is_empty()
+            && let Some(lookup) = lookup
+        {
+            addresses = lookup.addresses(&endpoints.hostname).await.records().to_vec();
+        }
+        Ok(DomainPlan {
+            dkim: store.dkim_keys(Some(&domain)).await?,
+            domain,
+            endpoints,
+            addresses,
+        })
+    }
+}
+
 /// The kind of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Kind {

@@ -92,9 +92,14 @@ pub struct WebConfig {
     /// may not travel unencrypted are sent. [`WebServer::set_endpoints`] updates it
     /// once the listeners are bound.
     pub endpoints: ClientEndpoints,
-    /// The DNS servers the connection check asks (`[dns] nameservers`); empty: the
-    /// system's.
+    /// The DNS servers the connection check and the console's DNS check ask
+    /// (`[dns] nameservers`); empty: the system's.
     pub nameservers: Vec<SocketAddr>,
+    /// This server's public addresses (`[dns] public_addresses`), for the DNS records
+    /// the console suggests; empty: what the host name resolves to.
+    pub public_addresses: Vec<std::net::IpAddr>,
+    /// How going live proceeds (`[golive]`), for a cutover declared in the console.
+    pub golive: tern_dns::golive::GoLiveConfig,
     /// The pending ACME HTTP-01 challenges, filled by Tern's certificate task.
     pub acme_challenges: acme::Http01Challenges,
     /// Whether the certificate presented is trusted (then HTTPS responses carry HSTS).
@@ -119,6 +124,8 @@ impl Default for WebConfig {
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             endpoints: ClientEndpoints::default(),
             nameservers: Vec::new(),
+            public_addresses: Vec::new(),
+            golive: tern_dns::golive::GoLiveConfig::default(),
             acme_challenges: acme::Http01Challenges::default(),
             certificate_trust: acme::CertificateTrust::default(),
             tls_certificate: None,

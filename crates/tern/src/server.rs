@@ -105,6 +105,8 @@ impl Services {
                 max_upload: (config.limits.max_message_size * 7 / 10) as usize,
                 endpoints: client_endpoints(config, config.listen.services().iter().map(|(n, _, a)| (*n, *a))),
                 nameservers: config.dns.nameservers.clone(),
+                public_addresses: config.dns.public_addresses.clone(),
+                golive: config.golive.config(),
                 // Apple profiles are signed with the https certificate when it is trusted.
                 tls_certificate: Some(config.tls.certificate_path(data_dir)),
                 tls_private_key: Some(config.tls.private_key_path(data_dir)),

@@ -72,26 +72,13 @@ async fn plan(
     lookup: Option<&Lookup>,
 ) -> Result<DomainPlan> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    store
-        .domain(&domain)
-        .await
-        .with_context(|| format!("{domain} is not hosted here (tern domain add {domain})"))?;
     let endpoints = tern_net::endpoints::ClientEndpoints::from_services(
         &config.hostname,
         config.listen.services().iter().map(|(name, _, addrs)| (*name, *addrs)),
     );
-    let mut addresses = config.dns.public_addresses.clone();
-    if addresses.is_empty()
-        && let Some(lookup) = lookup
-    {
-        addresses = lookup.addresses(&config.hostname).await.records().to_vec();
-    }
-    Ok(DomainPlan {
-        dkim: store.dkim_keys(Some(&domain)).await?,
-        domain,
-        endpoints,
-        addresses,
-    })
+    DomainPlan::load(store, &domain, endpoints, &config.dns.public_addresses, lookup)
+        .await
+        .with_context(|| format!("{domain} is not hosted here (tern domain add {domain})"))
 }
 
 fn print_report(report: &tern_dns::check::Report) {
