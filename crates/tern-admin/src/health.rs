@@ -156,7 +156,10 @@ pub async fn health(store: &dyn Store, facts: &ServerFacts) -> Result<Health> {
     let entries = store.queue_entries().await?;
     let queue = QueueHealth {
         messages: entries.len() as u64,
-        pending_recipients: entries.iter().map(|e| Envelope::parse(e).pending().count() as u64).sum(),
+        pending_recipients: entries
+            .iter()
+            .map(|e| Envelope::parse(e).pending().count() as u64)
+            .sum(),
         oldest: entries.iter().map(|e| e.created).min(),
     };
     let mut m = MigrationHealth::default();

@@ -243,7 +243,9 @@ pub fn parse_csv(input: impl Read) -> Result<Vec<Mailbox>> {
         rows.push(Mailbox {
             address: address.to_string(),
             remote_user: field(Some(user)).unwrap_or(address).to_string(),
-            credential: field(password).map(|p| Credential::Password { password: p.to_string() }),
+            credential: field(password).map(|p| Credential::Password {
+                password: p.to_string(),
+            }),
             user_root: field(root).map(str::to_string),
         });
     }
@@ -262,9 +264,10 @@ pub async fn add(store: &dyn Store, secrets: &SecretBox, source: &str, mailboxes
                 mb.address
             )));
         }
-        let account = store.account(&mb.address).await.map_err(|_| {
-            AdminError::NotFound(format!("{}: create the Tern account first", mb.address))
-        })?;
+        let account = store
+            .account(&mb.address)
+            .await
+            .map_err(|_| AdminError::NotFound(format!("{}: create the Tern account first", mb.address)))?;
         accounts.push(account);
     }
     for (mb, account) in mailboxes.iter().zip(accounts) {

@@ -14,13 +14,10 @@ pub const SETTING: &str = "admin/tokens";
 /// Every token starts with this, so a leaked one is recognisable (secret scanners).
 pub const PREFIX: &str = "tern_";
 
-/// A token as stored: its name, its hash, when it was made and last used.
+/// A token as shown: its name, when it was made and by whom, when last used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     pub name: String,
-    /// Hex SHA-256 of the whole token.
-    #[serde(rename = "sha256")]
-    hash: String,
     pub created: i64,
     /// Who made it (an administrator's address, or "tern admin token").
     pub created_by: String,
@@ -29,11 +26,20 @@ pub struct Token {
     pub last_used: Option<i64>,
 }
 
+/// A token as stored: what is shown, and the hash of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    token: Token,
+    /// Hex SHA-256 of the whole token.
+    sha256: String,
+}
+
 fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-async fn load(store: &dyn Store) -> Result<Vec<Token>> {
+async fn load(store: &dyn Store) -> Result<Vec<Stored>> {
     Ok(match store.setting(SETTING).await? {
         Some(json) => serde_json::from_str(&json)
             .map_err(|e| AdminError::Internal(format!("the stored API tokens are unreadable: {e}")))?,
@@ -41,14 +47,14 @@ async fn load(store: &dyn Store) -> Result<Vec<Token>> {
     })
 }
 
-async fn save(store: &dyn Store, tokens: &[Token]) -> Result<()> {
+async fn save(store: &dyn Store, tokens: &[Stored]) -> Result<()> {
     let json = serde_json::to_string(tokens).map_err(|e| AdminError::Internal(e.to_string()))?;
     Ok(store.set_setting(SETTING, Some(&json)).await?)
 }
 
 /// The tokens, without their secrets.
 pub async fn list(store: &dyn Store) -> Result<Vec<Token>> {
-    load(store).await
+    Ok(load(store).await?.into_iter().map(|s| s.token).collect())
 }
 
 /// Makes a token; returns it: the only time its secret exists outside the client.
@@ -60,18 +66,20 @@ pub async fn create(store: &dyn Store, name: &str, created_by: &str) -> Result<S
         )));
     }
     let mut tokens = load(store).await?;
-    if tokens.iter().any(|t| t.name == name) {
+    if tokens.iter().any(|t| t.token.name == name) {
         return Err(AdminError::Invalid(format!(
             "a token named {name} exists; revoke it first or choose another name"
         )));
     }
     let secret = format!("{PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
-    tokens.push(Token {
-        name: name.to_string(),
-        hash: hash(&secret),
-        created: now(),
-        created_by: created_by.to_string(),
-        last_used: None,
+    tokens.push(Stored {
+        token: Token {
+            name: name.to_string(),
+            created: now(),
+            created_by: created_by.to_string(),
+            last_used: None,
+        },
+        sha256: hash(&secret),
     });
     save(store, &tokens).await?;
     Ok(secret)
@@ -81,7 +89,7 @@ pub async fn create(store: &dyn Store, name: &str, created_by: &str) -> Result<S
 pub async fn revoke(store: &dyn Store, name: &str) -> Result<()> {
     let mut tokens = load(store).await?;
     let before = tokens.len();
-    tokens.retain(|t| t.name != name);
+    tokens.retain(|t| t.token.name != name);
     if tokens.len() == before {
         return Err(AdminError::NotFound(format!("there is no API token named {name}")));
     }
@@ -97,9 +105,10 @@ pub async fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<Stri
     let mut tokens = load(store).await?;
     // Compared by hash: equal-length hex of a digest the caller cannot steer, so the
     // comparison's timing tells nothing about a stored token.
-    let Some(token) = tokens.iter_mut().find(|t| t.hash == digest) else {
+    let Some(stored) = tokens.iter_mut().find(|t| t.sha256 == digest) else {
         return Ok(None);
     };
+    let token = &mut stored.token;
     let name = token.name.clone();
     let t = now();
     if token.last_used.is_none_or(|last| t - last >= 60) {

@@ -32,7 +32,11 @@ pub struct Created {
 fn password_hash(given: Option<&str>) -> Result<(String, Option<String>)> {
     let (password, shown) = match given {
         Some(p) if !p.is_empty() => (p.to_string(), None),
-        Some(_) => return Err(AdminError::Invalid("the password is empty; leave it out to have one generated".into())),
+        Some(_) => {
+            return Err(AdminError::Invalid(
+                "the password is empty; leave it out to have one generated".into(),
+            ));
+        }
         None => {
             let p = password::generate();
             (p.clone(), Some(p))
@@ -185,5 +189,6 @@ pub async fn import_csv(store: &dyn Store, input: impl Read) -> Result<Import> {
             Err(e) => return Err(e),
         }
     }
+    import.skipped.sort_by_key(|(line, _)| *line);
     Ok(import)
 }

@@ -63,6 +63,13 @@ pub enum Command {
     /// Look at and act on outgoing mail waiting for delivery to other servers.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Who may use the admin console, and the API tokens scripts use.
+    ///
+    /// Administrators log in to https://HOST/admin with their own account. Scripts call
+    /// the JSON API under /admin/api/v1 with `Authorization: Bearer TOKEN`
+    /// (docs/admin-console.md).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// The TLS certificate: what it covers and when it expires, and ACME renewals.
     ///
     /// With [acme] on, `tern serve` gets the certificate from the CA (Let's Encrypt) and
@@ -289,6 +296,43 @@ pub enum UserCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Create many accounts from a CSV file.
+    ///
+    /// The first line names the columns: `address` (or email), and optionally `name`,
+    /// `password` (generated when empty) and `quota`. Lines that cannot be made (an
+    /// address in use, a domain not hosted) are reported and the rest go on; the
+    /// generated passwords are printed once.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Let an account use the admin console.
+    Grant { email: String },
+    /// Take the administrator role away (the last administrator stays).
+    Revoke { email: String },
+    /// List the administrators.
+    List(JsonFlag),
+    /// API tokens for the JSON API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once (only its hash is kept).
+    Create {
+        /// A name saying what uses it, e.g. backup-script.
+        name: String,
+    },
+    /// List the tokens: name, when made and by whom, when last used.
+    List(JsonFlag),
+    /// Revoke a token: requests carrying it are refused from now on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +385,15 @@ pub struct MigrationSelector {
     /// Only the mailboxes of this domain.
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
+}
+
+impl MigrationSelector {
+    pub fn selector(&self) -> tern_admin::migrations::Selector {
+        tern_admin::migrations::Selector {
+            user: self.user.clone(),
+            domain: self.domain.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

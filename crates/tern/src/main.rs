@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(cmd) => commands::import::run(data, cmd).await,
         Command::Migrate(cmd) => commands::migrate::run(data, cmd).await,
         Command::Queue(cmd) => commands::mail::queue(data, cmd).await,
+        Command::Admin(cmd) => commands::admin::run(data, cmd).await,
         Command::Cert(cmd) => commands::cert::run(data, cmd).await,
         Command::Dns(cmd) => commands::dns::run(data, cmd).await,
         Command::Doctor(args) => commands::doctor::run(data, args).await,

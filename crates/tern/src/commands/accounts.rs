@@ -1,7 +1,8 @@
 //! `tern domain`, `tern user` and `tern alias`: the directory of who receives mail here.
 
-use anyhow::{Result, bail};
-use tern_store::{NewAccount, Store, password};
+use anyhow::{Context, Result, bail};
+use tern_admin::users::{self, Created, NewUser};
+use tern_store::Store;
 
 use super::{DataDir, human_size, password_from_stdin, print_table, with_store};
 use crate::cli::{AliasCommand, DomainCommand, UserCommand};
@@ -15,8 +16,7 @@ pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
     with_store(&data, |store| async move {
         match cmd {
             DomainCommand::Add { domain } => {
-                let d = store.create_domain(&domain).await?;
-                super::mail::add_dkim_keys(&store, &d.name).await?;
+                let d = tern_admin::domains::add(&store, &domain).await?;
                 println!("Added domain {} with DKIM keys for signing its outgoing mail.", d.name);
                 println!("Next: `tern user add someone@{}` to create an account;", d.name);
                 println!("`tern domain dkim {}` prints the DNS records to publish.", d.name);
@@ -69,15 +69,20 @@ pub async fn domain(data: DataDir<'_>, cmd: DomainCommand) -> Result<()> {
     .await
 }
 
-/// Hashes a password, or makes one up and returns it so it can be shown once.
-fn new_password(from_stdin: bool) -> Result<(String, Option<String>)> {
-    let (password, shown) = if from_stdin {
-        (password_from_stdin()?, None)
-    } else {
-        let p = password::generate();
-        (p.clone(), Some(p))
-    };
-    Ok((password::hash(&password)?, shown))
+/// The password given on standard input, or `None` to have one generated.
+fn given_password(from_stdin: bool) -> Result<Option<String>> {
+    Ok(if from_stdin { Some(password_from_stdin()?) } else { None })
+}
+
+/// Says which role addresses now reach a new account, and its generated password.
+fn print_created(created: &Created) {
+    println!("Created {}.", created.account.address);
+    for address in &created.role_aliases {
+        println!(
+            "{address} now delivers to {} (RFC 5321 requires postmaster).",
+            created.account.address
+        );
+    }
 }
 
 pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
@@ -89,35 +94,23 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                 quota,
                 password_stdin,
             } => {
-                let (hash, shown) = new_password(password_stdin)?;
-                let a = store
-                    .create_account(NewAccount {
+                let created = users::add(
+                    &store,
+                    NewUser {
                         address: email,
                         display_name: name,
-                        password_hash: Some(hash),
+                        password: given_password(password_stdin)?,
                         quota: quota.and_then(|q| q.0),
-                    })
-                    .await?;
-                println!("Created {}.", a.address);
-                // RFC 5321 §4.5.1 requires postmaster@ at every domain that receives mail,
-                // RFC 2142 expects abuse@: the domain's first user gets them until the
-                // administrator points them elsewhere.
-                let domain = a.address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-                for role in ["postmaster", "abuse"] {
-                    let address = format!("{role}@{domain}");
-                    // Already reaching someone: an account, an alias or a catch-all.
-                    if store.resolve_recipient(&address).await?.is_some() {
-                        continue;
-                    }
-                    store.create_alias(&address, &a.address).await?;
-                    println!(
-                        "{address} now delivers to {} (RFC 5321 requires postmaster).",
-                        a.address
-                    );
-                }
-                if let Some(p) = shown {
+                    },
+                )
+                .await?;
+                print_created(&created);
+                if let Some(p) = &created.password {
                     println!("Password: {p}");
-                    println!("(shown only now; change it with `tern user passwd {}`)", a.address);
+                    println!(
+                        "(shown only now; change it with `tern user passwd {}`)",
+                        created.account.address
+                    );
                 }
             }
             UserCommand::List { domain, json } => {
@@ -140,8 +133,7 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                 print_table(&["ADDRESS", "NAME", "STATE", "USED", "QUOTA"], &rows);
             }
             UserCommand::Passwd { email, password_stdin } => {
-                let (hash, shown) = new_password(password_stdin)?;
-                store.set_password_hash(&email, &hash).await?;
+                let shown = users::reset_password(&store, &email, given_password(password_stdin)?.as_deref()).await?;
                 println!("Changed the password of {email}.");
                 if let Some(p) = shown {
                     println!("New password: {p}");
@@ -173,6 +165,33 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                 }
                 store.delete_account(&email).await?;
                 println!("Removed {} and its mail.", a.address);
+            }
+            UserCommand::Import { file, json } => {
+                let input = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let import = users::import_csv(&store, std::io::BufReader::new(input)).await?;
+                if json.json {
+                    return print_json(&import);
+                }
+                for created in &import.created {
+                    print_created(created);
+                    if let Some(p) = &created.password {
+                        println!("  password: {p}");
+                    }
+                }
+                for (line, why) in &import.skipped {
+                    eprintln!("line {line} skipped: {why}");
+                }
+                println!(
+                    "{} account(s) created, {} line(s) skipped.",
+                    import.created.len(),
+                    import.skipped.len()
+                );
+                if import.created.iter().any(|c| c.password.is_some()) {
+                    println!("The generated passwords are shown only now: hand them out, then clear this screen.");
+                }
+                if import.created.is_empty() && !import.skipped.is_empty() {
+                    bail!("no account was created from {}", file.display());
+                }
             }
         }
         Ok(())

@@ -1,58 +1,29 @@
 //! `tern domain dkim` and `tern queue`: a domain's signing keys, and outgoing mail
 //! waiting for delivery.
 
-use anyhow::{Result, bail};
-use tern_smtp::dkim;
+use anyhow::Result;
 use tern_smtp::queue::{Envelope, Status};
-use tern_store::{DkimAlgorithm, QueueId, Store};
+use tern_store::{QueueId, Store};
 
 use super::{DataDir, human_size, print_table, with_store};
 use crate::cli::QueueCommand;
 
-/// Gives a domain a new RSA-2048 and Ed25519 key (at `tern domain add`, and on rotation).
-pub async fn add_dkim_keys(store: &dyn Store, domain: &str) -> Result<()> {
-    let taken: Vec<String> = store
-        .dkim_keys(Some(domain))
-        .await?
-        .into_iter()
-        .map(|k| k.selector)
-        .collect();
-    let now = chrono::Utc::now().timestamp();
-    // RSA key generation takes a moment of CPU; off the async workers.
-    let (domain2, taken2) = (domain.to_string(), taken.clone());
-    let rsa =
-        tokio::task::spawn_blocking(move || dkim::generate(&domain2, DkimAlgorithm::RsaSha256, now, &taken2)).await??;
-    let ed = dkim::generate(domain, DkimAlgorithm::Ed25519Sha256, now, &taken)?;
-    store.add_dkim_key(rsa).await?;
-    store.add_dkim_key(ed).await?;
-    Ok(())
-}
-
 pub async fn dkim(store: &dyn Store, domain: &str, rotate: bool, delete: Option<String>) -> Result<()> {
     let domain = store.domain(domain).await?.name;
     if let Some(selector) = delete {
-        let keys = store.dkim_keys(Some(&domain)).await?;
-        match keys.iter().find(|k| k.selector == selector) {
-            Some(k) if k.active => bail!(
-                "key {selector} of {domain} is still signing mail; rotate first (`tern domain dkim {domain} --rotate`)"
-            ),
-            _ => store.delete_dkim_key(&domain, &selector).await?,
-        }
+        tern_admin::domains::delete_dkim_key(store, &domain, &selector)
+            .await
+            .map_err(|e| match e {
+                tern_admin::AdminError::Invalid(_) => anyhow::anyhow!(
+                    "key {selector} of {domain} is still signing mail; rotate first (`tern domain dkim {domain} --rotate`)"
+                ),
+                other => other.into(),
+            })?;
         println!("Deleted DKIM key {selector} of {domain}; remove its DNS record too.");
         return Ok(());
     }
     if rotate {
-        let old: Vec<String> = store
-            .dkim_keys(Some(&domain))
-            .await?
-            .into_iter()
-            .filter(|k| k.active)
-            .map(|k| k.selector)
-            .collect();
-        add_dkim_keys(store, &domain).await?;
-        for selector in &old {
-            store.set_dkim_key_active(&domain, selector, false).await?;
-        }
+        tern_admin::domains::rotate_dkim(store, &domain).await?;
         println!("New DKIM keys for {domain}; outgoing mail is signed with them from now on.");
         println!("Publish their records (below) now; delete the old keys' records after a few days.");
         println!();

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use tern_admin::migrations::{Control, Mailbox, PassRequest};
 use tern_migrate::report::{Report, human_bytes, human_duration};
 use tern_migrate::schedule::{self, Schedule};
 use tern_migrate::secrets::SecretBox;
 use tern_migrate::source::{AuthMethod, Credential, Preset, Protocol, SourceSettings, TlsMode, default_port};
-use tern_migrate::state::{Pass, Phase, Request};
+use tern_migrate::state::{Pass, Phase};
 use tern_migrate::worker::{self, Worker, WorkerConfig, effective_phase, parse_progress, parse_request};
-use tern_store::{EmbeddedStore, Migration, MigrationSource, NewMigration, Store};
+use tern_store::{EmbeddedStore, Migration, MigrationSource, Store};
 
 use super::{DataDir, password_from_stdin, print_table, with_store};
 use crate::cli::{
@@ -107,39 +108,14 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
         MigrateCommand::Verify { email, json } => {
             with_store(&data, |store| async move { verify(&store, &key, &email, json).await }).await
         }
-        MigrateCommand::Pause(which) => control(&data, which, "paused", |r| r.paused = true).await,
-        MigrateCommand::Resume(which) => {
-            control(&data, which, "resumed", |r| {
-                r.paused = false;
-            })
-            .await
-        }
-        MigrateCommand::Cancel(which) => {
-            control(&data, which, "cancelled", |r| {
-                r.cancelled = true;
-                r.paused = false;
-            })
-            .await
-        }
+        MigrateCommand::Pause(which) => control(&data, which, Control::Pause).await,
+        MigrateCommand::Resume(which) => control(&data, which, Control::Resume).await,
+        MigrateCommand::Cancel(which) => control(&data, which, Control::Cancel).await,
         MigrateCommand::Finish { email, domain, wait } => {
             let which = MigrationSelector { user: email, domain };
             with_store(&data, |store| async move {
-                let selected = select(&store, &which).await?;
-                for m in &selected {
-                    if m.secret.is_none() && !has_admin_login(&store, m).await? {
-                        bail!("{}: no credentials are stored (already finished?)", m.address);
-                    }
-                    let mut r = parse_request(m);
-                    r.seq += 1;
-                    r.pass = Pass::Finish;
-                    r.paused = false;
-                    r.cancelled = false;
-                    store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
-                }
-                println!(
-                    "Final pass asked for {} mailbox(es); the source credentials are wiped when it ends.",
-                    selected.len()
-                );
+                let n = tern_admin::migrations::finish(&store, &which.selector()).await?;
+                println!("Final pass asked for {n} mailbox(es); the source credentials are wiped when it ends.");
                 if wait {
                     wait_for(&store, &which).await?;
                 }
@@ -191,11 +167,14 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
         }
         MigrateCommand::Remove { email } => {
             with_store(&data, |store| async move {
-                let m = store.migration(&email).await?;
-                if effective_phase(&parse_request(&m), &parse_progress(&m)) == Phase::Running {
-                    bail!("a pass is running for {email}; `tern migrate cancel --user {email}` first");
-                }
-                store.delete_migration(m.id).await?;
+                tern_admin::migrations::remove(&store, &email)
+                    .await
+                    .map_err(|e| match e {
+                        tern_admin::AdminError::Invalid(_) => {
+                            anyhow!("a pass is running for {email}; `tern migrate cancel --user {email}` first")
+                        }
+                        other => other.into(),
+                    })?;
                 println!("Forgot the migration of {email}; its copied mail stays.");
                 Ok(())
             })
@@ -333,98 +312,43 @@ async fn source_list(store: &EmbeddedStore, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn has_admin_login(store: &EmbeddedStore, m: &Migration) -> Result<bool> {
-    let (source, settings) = tern_migrate::source::load(store, &m.source).await?;
-    Ok(settings.admin_user.is_some() && source.secret.is_some())
-}
-
 async fn add(
     store: &EmbeddedStore,
     key: &std::path::Path,
     args: MigrateAddArgs,
     secret: Option<Credential>,
 ) -> Result<()> {
-    let (source, settings) = tern_migrate::source::load(store, &args.source).await?;
-    let secrets = SecretBox::open_or_create(key)?;
-    let mut rows = Vec::new();
-    match &args.csv {
+    let mailboxes = match &args.csv {
         Some(path) => {
-            let mut reader = csv::ReaderBuilder::new()
-                .trim(csv::Trim::All)
-                .flexible(true)
-                .from_path(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let headers = reader.headers()?.clone();
-            let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-            let (Some(email), Some(user)) = (col("EmailAddress"), col("UserName")) else {
-                bail!(
-                    "{}: the first line must name the columns EmailAddress,UserName,Password (and optionally UserRoot)",
-                    path.display()
-                );
-            };
-            let (password, root) = (col("Password"), col("UserRoot"));
-            for (i, record) in reader.records().enumerate() {
-                let record = record.with_context(|| format!("{} line {}", path.display(), i + 2))?;
-                let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
-                let address =
-                    field(Some(email)).ok_or_else(|| anyhow!("{} line {}: no EmailAddress", path.display(), i + 2))?;
-                let remote = field(Some(user)).unwrap_or(address);
-                let credential = field(password).map(|p| Credential::Password {
-                    password: p.to_string(),
-                });
-                rows.push((
-                    address.to_string(),
-                    remote.to_string(),
-                    credential,
-                    field(root).map(str::to_string),
-                ));
-            }
+            let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            tern_admin::migrations::parse_csv(std::io::BufReader::new(file))
+                .with_context(|| path.display().to_string())?
         }
         None => {
             let address = args.user.clone().unwrap_or_default();
-            let remote = args.remote_user.clone().unwrap_or_else(|| address.clone());
-            rows.push((address, remote, secret, None));
+            vec![Mailbox {
+                remote_user: args.remote_user.clone().unwrap_or_else(|| address.clone()),
+                address,
+                credential: secret,
+                user_root: None,
+            }]
         }
-    }
-    for (address, remote, credential, user_root) in &rows {
-        if credential.is_none() && (settings.admin_user.is_none() || source.secret.is_none()) {
-            bail!(
-                "{address}: no password; pass --password-stdin (or a Password column), or add the source with --admin-user"
-            );
-        }
-        let account = store
-            .account(address)
-            .await
-            .with_context(|| format!("{address}: create the Tern account first (tern user add)"))?;
-        let existing = store.migration(address).await.ok();
-        let mut request = existing.as_ref().map(parse_request).unwrap_or_default();
-        request.user_root = user_root.clone();
-        let sealed = match credential {
-            Some(c) => Some(secrets.seal(&serde_json::to_string(c)?)),
-            None => None,
-        };
-        let m = store
-            .put_migration(NewMigration {
-                account: account.id,
-                source: args.source.clone(),
-                remote_user: remote.clone(),
-                secret: sealed,
-                request: serde_json::to_string(&request)?,
-            })
-            .await?;
-        // A finished migration given new credentials can run passes again; what it
-        // copied before stays known, so nothing is copied twice.
-        let mut progress = parse_progress(&m);
-        if progress.phase == Phase::Done {
-            progress.phase = Phase::Passed;
-            store
-                .set_migration_progress(m.id, &serde_json::to_string(&progress)?)
-                .await?;
-        }
-    }
+    };
+    let secrets = SecretBox::open_or_create(key)?;
+    let n = tern_admin::migrations::add(store, &secrets, &args.source, &mailboxes)
+        .await
+        .map_err(|e| match e {
+            tern_admin::AdminError::Invalid(m) if m.contains("no password") => anyhow!(
+                "{}; pass --password-stdin (or a Password column), or add the source with --admin-user",
+                m.split(';').next().unwrap_or(&m)
+            ),
+            tern_admin::AdminError::NotFound(m) if m.contains("create the Tern account") => {
+                anyhow!("{m} (tern user add)")
+            }
+            other => other.into(),
+        })?;
     println!(
-        "Added {} mailbox(es) from {}. Start copying with `tern migrate start`.",
-        rows.len(),
+        "Added {n} mailbox(es) from {}. Start copying with `tern migrate start`.",
         args.source
     );
     if args.csv.is_some() {
@@ -435,26 +359,7 @@ async fn add(
 
 /// The migrations a selector names; an error if it names none.
 async fn select(store: &EmbeddedStore, which: &MigrationSelector) -> Result<Vec<Migration>> {
-    let all = store.migrations().await?;
-    let selected: Vec<Migration> = all
-        .into_iter()
-        .filter(|m| match (&which.user, &which.domain) {
-            (Some(u), _) => m.address.eq_ignore_ascii_case(u),
-            (None, Some(d)) => m
-                .address
-                .rsplit_once('@')
-                .is_some_and(|(_, md)| md.eq_ignore_ascii_case(d)),
-            (None, None) => true,
-        })
-        .collect();
-    if selected.is_empty() {
-        match (&which.user, &which.domain) {
-            (Some(u), _) => bail!("no migration for {u}; add one with `tern migrate add`"),
-            (None, Some(d)) => bail!("no migrations for domain {d}; add them with `tern migrate add`"),
-            (None, None) => bail!("no migrations yet; add one with `tern migrate add`"),
-        }
-    }
-    Ok(selected)
+    Ok(tern_admin::migrations::select(store, &which.selector()).await?)
 }
 
 /// `YYYY-MM-DD` as unix seconds at midnight UTC.
@@ -473,34 +378,20 @@ async fn start(store: &EmbeddedStore, args: MigrateStartArgs) -> Result<()> {
         PassArg::Delta => Pass::Delta,
         PassArg::RetryErrors => Pass::RetryErrors,
     };
-    let selected = select(store, &args.which).await?;
-    for m in &selected {
-        let mut r = parse_request(m);
-        if parse_progress(m).phase == Phase::Done {
-            bail!(
-                "{}: the migration is finished and its credentials wiped; add it again to copy more",
-                m.address
-            );
-        }
-        if args.propagate_deletions && r.cutover.is_some() {
-            bail!(
-                "{}: deletions are not propagated after cutover (mail deleted at the old provider may be the user's only copy)",
-                m.address
-            );
-        }
-        r.seq += 1;
-        r.pass = pass;
-        r.since = since;
-        r.before = before;
-        r.propagate_deletions = args.propagate_deletions;
-        r.paused = false;
-        r.cancelled = false;
-        store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
-    }
+    let n = tern_admin::migrations::start(
+        store,
+        &args.which.selector(),
+        PassRequest {
+            pass,
+            since,
+            before,
+            propagate_deletions: args.propagate_deletions,
+        },
+    )
+    .await?;
     println!(
-        "{} pass asked for {} mailbox(es).{}",
+        "{} pass asked for {n} mailbox(es).{}",
         pass.name(),
-        selected.len(),
         if pass.windowed() {
             " Pre-stage passes run inside the schedule's windows (tern migrate schedule)."
         } else {
@@ -510,20 +401,10 @@ async fn start(store: &EmbeddedStore, args: MigrateStartArgs) -> Result<()> {
     Ok(())
 }
 
-async fn control(
-    data: &DataDir<'_>,
-    which: MigrationSelector,
-    what: &str,
-    change: impl Fn(&mut Request),
-) -> Result<()> {
+async fn control(data: &DataDir<'_>, which: MigrationSelector, what: Control) -> Result<()> {
     with_store(data, |store| async move {
-        let selected = select(&store, &which).await?;
-        for m in &selected {
-            let mut r = parse_request(m);
-            change(&mut r);
-            store.set_migration_request(m.id, &serde_json::to_string(&r)?).await?;
-        }
-        println!("{} migration(s) {what}.", selected.len());
+        let n = tern_admin::migrations::control(&store, &which.selector(), what).await?;
+        println!("{n} migration(s) {}.", what.past_tense());
         Ok(())
     })
     .await

@@ -2,6 +2,7 @@
 //! folder's store, reading passwords, sizes, and printing tables.
 
 pub mod accounts;
+pub mod admin;
 pub mod cert;
 pub mod dns;
 pub mod doctor;
@@ -57,27 +58,9 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota(pub Option<u64>);
 
-/// Parses `500MB`, `2G`, `1.5GiB`, `1048576` or `unlimited`. Units are binary
-/// (1 MB = 1024 KB), as mail clients display quotas.
+/// Parses a storage limit as tern_admin::users::parse_quota does (for clap).
 pub fn parse_quota(s: &str) -> Result<Quota, String> {
-    let t = s.trim().to_ascii_lowercase();
-    if matches!(t.as_str(), "unlimited" | "none" | "0") {
-        return Ok(Quota(None));
-    }
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; write e.g. 500MB, 2GB or unlimited"))?;
-    let mult: u64 = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return Err(format!("{s:?} has an unknown unit; use KB, MB, GB or TB")),
-    };
-    Ok(Quota(Some((n * mult as f64) as u64)))
+    tern_admin::users::parse_quota(s).map(Quota)
 }
 
 /// Bytes for people: `12.3 MB`.

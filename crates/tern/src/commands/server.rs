@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use tern::config::{Config, LogLevel};
 use tern::server::{self, Running};
-use tern_store::{NewAccount, Store, password};
+use tern_store::Store;
 
 use super::DataDir;
 use crate::cli::{InitArgs, QuickstartArgs};
@@ -65,22 +65,20 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
             &config.tls.private_key_path(data.0),
         )?;
         let store = data.open_store()?;
-        store.create_domain(&domain).await?;
-        super::mail::add_dkim_keys(&store, &domain).await?;
-        let admin = format!("admin@{domain}");
-        let secret = password::generate();
-        store
-            .create_account(NewAccount {
-                address: admin.clone(),
+        tern_admin::domains::add(&store, &domain).await?;
+        // The first user gets postmaster@ and abuse@ (RFC 5321 §4.5.1, RFC 2142) and
+        // runs the admin console.
+        let created = tern_admin::users::add(
+            &store,
+            tern_admin::users::NewUser {
+                address: format!("admin@{domain}"),
                 display_name: Some("Administrator".into()),
-                password_hash: Some(password::hash(&secret)?),
-                quota: None,
-            })
-            .await?;
-        // RFC 5321 §4.5.1 requires postmaster; RFC 2142 expects abuse.
-        for role in ["postmaster", "abuse"] {
-            store.create_alias(&format!("{role}@{domain}"), &admin).await?;
-        }
+                ..Default::default()
+            },
+        )
+        .await?;
+        let admin = tern_admin::admins::grant(&store, &created.account.address).await?;
+        let secret = created.password.unwrap_or_default();
         store.close().await?;
         first_login = Some((admin, secret));
     }
@@ -96,6 +94,7 @@ pub async fn quickstart(data: DataDir<'_>, args: QuickstartArgs) -> Result<()> {
     {
         println!("Webmail: https://{https}/ (the certificate is self-signed: accept it once)");
         println!("Mail app setup: https://{https}/setup");
+        println!("Admin console: https://{https}/admin");
     }
     match first_login {
         Some((user, secret)) => {
@@ -124,10 +123,9 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     config.acme.contact = format!("postmaster@{domain}");
     write_config(&data, &config)?;
     let store = data.open_store()?;
-    match store.create_domain(&domain).await {
-        Ok(_) => super::mail::add_dkim_keys(&store, &domain).await?,
-        Err(tern_store::StoreError::DomainExists(_)) => {}
-        Err(e) => return Err(e.into()),
+    // `init --force` keeps a domain made before, and its keys.
+    if store.domain(&domain).await.is_err() {
+        tern_admin::domains::add(&store, &domain).await?;
     }
     store.close().await?;
     println!(
@@ -151,6 +149,11 @@ pub async fn init(data: DataDir<'_>, args: InitArgs) -> Result<()> {
     );
     println!(
         "  2. Create accounts: tern --data {} user add someone@{domain}",
+        data.0.display()
+    );
+    println!(
+        "     and let one of them run the admin console (https://{}/admin): tern --data {} admin grant someone@{domain}",
+        args.hostname,
         data.0.display()
     );
     println!("  3. Start: tern --data {} serve", data.0.display());

@@ -1,0 +1,71 @@
+//! `tern admin`: who may use the admin console, and the API tokens of the JSON API
+//! (tern_admin::admins, tern_admin::tokens).
+
+use anyhow::Result;
+
+use super::{DataDir, print_table, with_store};
+use crate::cli::{AdminCommand, TokenCommand};
+
+fn when(t: Option<i64>) -> String {
+    t.map(tern_migrate::report::timestamp).unwrap_or_else(|| "never".into())
+}
+
+pub async fn run(data: DataDir<'_>, cmd: AdminCommand) -> Result<()> {
+    with_store(&data, |store| async move {
+        match cmd {
+            AdminCommand::Grant { email } => {
+                let address = tern_admin::admins::grant(&store, &email).await?;
+                println!("{address} may now use the admin console (https://HOST/admin) with its own password.");
+            }
+            AdminCommand::Revoke { email } => {
+                tern_admin::admins::revoke(&store, &email).await?;
+                println!("{email} is no longer an administrator (open console pages refuse it from the next click).");
+            }
+            AdminCommand::List(f) => {
+                let admins = tern_admin::admins::list(&store).await?;
+                if f.json {
+                    println!("{}", serde_json::to_string_pretty(&admins)?);
+                } else if admins.is_empty() {
+                    println!("No administrators yet; make one with `tern admin grant EMAIL`.");
+                } else {
+                    for a in admins {
+                        println!("{a}");
+                    }
+                }
+            }
+            AdminCommand::Token(TokenCommand::Create { name }) => {
+                let token = tern_admin::tokens::create(&store, &name, "tern admin token create").await?;
+                println!("{token}");
+                eprintln!(
+                    "API token {name}: shown only now. Send it as `Authorization: Bearer TOKEN` to /admin/api/v1/ \
+                     (docs/admin-console.md); revoke it with `tern admin token revoke {name}`."
+                );
+            }
+            AdminCommand::Token(TokenCommand::List(f)) => {
+                let tokens = tern_admin::tokens::list(&store).await?;
+                if f.json {
+                    println!("{}", serde_json::to_string_pretty(&tokens)?);
+                    return Ok(());
+                }
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            when(Some(t.created)),
+                            t.created_by.clone(),
+                            when(t.last_used),
+                        ]
+                    })
+                    .collect();
+                print_table(&["NAME", "CREATED", "BY", "LAST USED"], &rows);
+            }
+            AdminCommand::Token(TokenCommand::Revoke { name }) => {
+                tern_admin::tokens::revoke(&store, &name).await?;
+                println!("Revoked API token {name}.");
+            }
+        }
+        Ok(())
+    })
+    .await
+}
