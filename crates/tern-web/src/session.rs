@@ -260,6 +260,15 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     if crate::autodiscover::is_pox_post(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
+    // A script calling the JSON API: `Authorization: Bearer` and no session cookie. It
+    // cannot be forged cross-site: a browser never adds an Authorization header on its
+    // own (only a page's script can, and a script of another site would need a CORS
+    // preflight this server never grants), and without the cookie it carries no
+    // session to abuse. The API checks the token itself; every other route refuses a
+    // request without a session.
+    if crate::api::auth::bearer(request.headers()).is_some() && !has_session_cookie(request.headers()) {
+        return next.run(request).await;
+    }
     if !same_origin(request.headers()) {
         return (
             StatusCode::FORBIDDEN,
@@ -303,6 +312,16 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
+}
+
+/// Whether the request carries a session cookie at all (valid or not).
+fn has_session_cookie(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|pair| pair.trim().split('=').next() == Some(COOKIE))
 }
 
 /// One field of an `application/x-www-form-urlencoded` body.

@@ -1,9 +1,0 @@
-//! The JSON API (being written).
-
-use axum::Router;
-
-use crate::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-}
