@@ -97,8 +97,11 @@ impl Services {
             mail.resolver.clone(),
             mail.queue.clone(),
         );
+        let certificate_trust = tern_web::acme::CertificateTrust::default();
         let web = tern_web::WebServer::new(
             tern_web::WebConfig {
+                server: Arc::new(server_facts(data_dir, config, certificate_trust.clone())),
+                certificate_trust,
                 hostname: config.hostname.clone(),
                 // Attachments grow by a third in base64; what is left must still fit
                 // the message size limit.
@@ -129,6 +132,37 @@ impl Services {
             "http" | "https" => Some(self.web.clone()),
             _ => None,
         }
+    }
+}
+
+/// What the console's health page and the API say of this server; the listeners are
+/// filled in once bound.
+fn server_facts(
+    data_dir: &Path,
+    config: &Config,
+    trust: tern_web::acme::CertificateTrust,
+) -> tern_admin::health::ServerFacts {
+    let path = config.tls.certificate_path(data_dir);
+    // Read at each look: ACME replaces the file (atomically) when it renews.
+    let probe: tern_admin::health::CertificateProbe = Arc::new(move || {
+        let info = crate::acme::inspect_file(&path).ok().flatten()?;
+        Some(tern_admin::health::Certificate {
+            names: info.names,
+            issuer: info.issuer,
+            not_after: info.not_after,
+            self_signed: info.self_signed,
+            trusted: trust.is_trusted(),
+        })
+    });
+    tern_admin::health::ServerFacts {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        node: config.hostname.clone(),
+        started: chrono::Utc::now().timestamp(),
+        data_dir: Some(data_dir.to_path_buf()),
+        listeners: Default::default(),
+        certificate: config.listen.first_tls_service().is_some().then_some(probe),
+        acme: config.acme.enabled,
+        golive_watch: config.golive.watch && tern_dns::resolve::Lookup::servers(&config.dns.nameservers).is_ok(),
     }
 }
 
@@ -231,6 +265,28 @@ pub async fn start(data_dir: &Path, config: &Config) -> Result<Running, ServeErr
         config,
         states.iter().map(|s| (s.name, s.addrs.as_slice())),
     ));
+    *services
+        .web
+        .config()
+        .server
+        .listeners
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = states
+        .iter()
+        .filter(|s| s.listening)
+        .flat_map(|s| {
+            s.addrs.iter().map(|a| tern_admin::health::Listener {
+                service: s.name.to_string(),
+                address: a.to_string(),
+                tls: match s.tls {
+                    TlsMode::Plain => "none",
+                    TlsMode::StartTls => "starttls",
+                    TlsMode::Implicit => "implicit",
+                }
+                .to_string(),
+            })
+        })
+        .collect();
     Ok(Running {
         store,
         listeners,
