@@ -54,6 +54,12 @@ fn quickstart_creates_everything_prints_a_login_and_stops_on_sigterm() {
     let users = ok(&tern(&data, &["user", "list", "--json"]));
     let users: serde_json::Value = serde_json::from_str(&users).unwrap();
     assert_eq!(users[0]["address"], "admin@example.test");
+    // ... who runs the admin console, whose address is printed.
+    assert!(
+        text.contains(&format!("Admin console: https://127.0.0.1:{}/admin", 8443 + offset)),
+        "{text}"
+    );
+    assert_eq!(ok(&tern(&data, &["admin", "list"])).trim(), "admin@example.test");
     let aliases = ok(&tern(&data, &["alias", "list"]));
     assert!(
         aliases.contains("postmaster@example.test") && aliases.contains("abuse@example.test"),
@@ -314,6 +320,101 @@ fn accounts_domains_and_aliases_from_the_command_line() {
 }
 
 #[test]
+fn administrators_api_tokens_and_a_csv_import_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let out = ok(&tern(
+        data,
+        &["init", "--domain", "example.com", "--hostname", "mail.example.com"],
+    ));
+    assert!(
+        out.contains("admin grant"),
+        "init says how to make an administrator: {out}"
+    );
+
+    // Users from a CSV file: what can be made is, the rest is reported by line.
+    let csv = data.join("users.csv");
+    std::fs::write(
+        &csv,
+        "address,name,password,quota\n\
+         carol@example.com,Carol Carter,,2GB\n\
+         dave@example.com,\"Dave, Jr\",daves-own-password,\n\
+         erin@nowhere.test,Erin,,\n",
+    )
+    .unwrap();
+    let out = tern(data, &["user", "import", csv.to_str().unwrap()]);
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("Created carol@example.com.") && stdout.contains("Created dave@example.com."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 account(s) created, 1 line(s) skipped."), "{stdout}");
+    assert!(
+        stderr.contains("line 4 skipped") && stderr.contains("nowhere.test"),
+        "{stderr}"
+    );
+    let carol_password = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .expect("carol's generated password")
+        .to_string();
+    assert!(!stdout.contains("daves-own-password"), "a given password is not echoed");
+    let again = one_line_error(&tern(data, &["user", "import", csv.to_str().unwrap()]));
+    assert!(again.contains("no account was created"), "{again}");
+    let err = one_line_error(&tern(data, &["user", "import", "/nonexistent/users.csv"]));
+    assert!(err.contains("/nonexistent/users.csv"), "{err}");
+
+    // Administrators.
+    let out = ok(&tern(data, &["admin", "list"]));
+    assert!(out.contains("No administrators"), "{out}");
+    ok(&tern(data, &["admin", "grant", "Carol@Example.com"]));
+    ok(&tern(data, &["admin", "grant", "dave@example.com"]));
+    let admins: Vec<String> = serde_json::from_str(&ok(&tern(data, &["admin", "list", "--json"]))).unwrap();
+    assert_eq!(admins, ["carol@example.com", "dave@example.com"]);
+    let err = one_line_error(&tern(data, &["admin", "grant", "nobody@example.com"]));
+    assert!(err.contains("nobody@example.com"), "{err}");
+    ok(&tern(data, &["admin", "revoke", "dave@example.com"]));
+    let err = one_line_error(&tern(data, &["admin", "revoke", "carol@example.com"]));
+    assert!(err.contains("last administrator"), "{err}");
+
+    // API tokens: printed once, listed without their secret, revoked.
+    let token = ok(&tern(data, &["admin", "token", "create", "backup-script"]))
+        .trim()
+        .to_string();
+    assert!(token.starts_with("tern_") && token.len() == 69, "{token}");
+    let err = one_line_error(&tern(data, &["admin", "token", "create", "backup-script"]));
+    assert!(err.contains("exists"), "{err}");
+    let listed = ok(&tern(data, &["admin", "token", "list", "--json"]));
+    assert!(
+        listed.contains("backup-script") && !listed.contains(&token[5..]),
+        "{listed}"
+    );
+    assert!(ok(&tern(data, &["admin", "token", "list"])).contains("never"));
+    ok(&tern(data, &["admin", "token", "revoke", "backup-script"]));
+    let err = one_line_error(&tern(data, &["admin", "token", "revoke", "backup-script"]));
+    assert!(err.contains("no API token named backup-script"), "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = EmbeddedStore::open(&data.join("store")).unwrap();
+        let carol = store.account("carol@example.com").await.unwrap();
+        assert!(password::verify(
+            &carol_password,
+            carol.password_hash.as_deref().unwrap()
+        ));
+        assert_eq!(carol.quota, Some(2 << 30));
+        assert_eq!(carol.display_name.as_deref(), Some("Carol Carter"));
+        let dave = store.account("dave@example.com").await.unwrap();
+        assert!(password::verify(
+            "daves-own-password",
+            dave.password_hash.as_deref().unwrap()
+        ));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
 fn configuration_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
@@ -353,6 +454,7 @@ fn help_describes_every_command() {
         "user",
         "alias",
         "import",
+        "admin",
         "--data",
     ] {
         assert!(help.contains(cmd), "--help mentions {cmd}");

@@ -172,6 +172,14 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                 if json.json {
                     return print_json(&import);
                 }
+                if import.created.is_empty() && !import.skipped.is_empty() {
+                    let why: Vec<String> = import
+                        .skipped
+                        .iter()
+                        .map(|(line, why)| format!("line {line}: {why}"))
+                        .collect();
+                    bail!("no account was created from {}: {}", file.display(), why.join("; "));
+                }
                 for created in &import.created {
                     print_created(created);
                     if let Some(p) = &created.password {
@@ -188,9 +196,6 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                 );
                 if import.created.iter().any(|c| c.password.is_some()) {
                     println!("The generated passwords are shown only now: hand them out, then clear this screen.");
-                }
-                if import.created.is_empty() && !import.skipped.is_empty() {
-                    bail!("no account was created from {}", file.display());
                 }
             }
         }
