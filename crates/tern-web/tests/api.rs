@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
-use tern_store::{MigrationSource, NewMigration, NewQueueEntry, Store};
+use tern_store::{MigrationSource, NewMigration, NewQueueEntry};
 use tern_web::{Client, WebConfig};
 use tower::ServiceExt;
 
@@ -172,10 +172,10 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         return validate(doc, resolve(doc, reference), value, at);
     }
-    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
-        if !options.iter().any(|s| validate(doc, s, value, at).is_ok()) {
-            return Err(format!("{at}: {value} matches none of anyOf"));
-        }
+    if let Some(options) = schema.get("anyOf").and_then(Value::as_array)
+        && !options.iter().any(|s| validate(doc, s, value, at).is_ok())
+    {
+        return Err(format!("{at}: {value} matches none of anyOf"));
     }
     if let Some(t) = schema.get("type") {
         let names: Vec<&str> = match t {
@@ -421,6 +421,10 @@ async fn fixture(site: &Site) -> Fixture {
     Fixture { queue_id: id.0 }
 }
 
+/// One call of the walk: method, path template, concrete path, body (content type and
+/// bytes), expected status.
+type Step = (&'static str, &'static str, String, Option<(&'static str, Vec<u8>)>, u16);
+
 /// Every documented operation, called in an order that leaves each one something to
 /// act on, with a token (and first without one: 401). The walk and the document must
 /// list the same operations; each answer must be the expected status and match the
@@ -439,7 +443,7 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
 
     // (method, template, concrete path, body, expected status). Bodies of None: no body.
     let csv = "address,name,quota\ndave@example.org,Dave Example,1GB\nnobody@elsewhere.example,,\n";
-    let walk: Vec<(&str, &str, String, Option<(&str, Vec<u8>)>, u16)> = {
+    let walk: Vec<Step> = {
         let j = |v: Value| Some(("application/json", serde_json::to_vec(&v).unwrap()));
         vec![
             ("GET", "/health", "/health".into(), None, 200),
@@ -690,4 +694,840 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
     let golive = tern_dns::golive::load(store, "example.org").await.unwrap();
     assert_eq!(golive.declared_by.as_deref(), Some("API token walker"));
     assert_eq!(store.domain_receiving("example.org").await.unwrap(), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_is_served_without_a_token() {
+    let site = site_with(None).await;
+    let answer = call_from(&site, SCRIPT, "GET", "/admin/api/openapi.json", None, None, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(answer.body, document());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_need_a_live_token() {
+    let site = site_with(None).await;
+    let good = token(&site, "script").await;
+
+    let none = call_from(&site, SCRIPT, "GET", "/admin/api/v1/domains", None, None, &[]).await;
+    assert!(error(&none, StatusCode::UNAUTHORIZED).contains("tern admin token create"));
+    assert_eq!(none.headers[header::WWW_AUTHENTICATE], r#"Bearer realm="tern""#);
+
+    let basic = [(header::AUTHORIZATION, "Basic YWxpY2U6cGFzcw==")];
+    let other_scheme = call_from(&site, SCRIPT, "GET", "/admin/api/v1/domains", None, None, &basic).await;
+    error(&other_scheme, StatusCode::UNAUTHORIZED);
+
+    let forged = format!("tern_{}", "0".repeat(64));
+    for wrong in [forged.as_str(), "not-even-a-tern-token"] {
+        let answer = call(&site, "GET", "/domains", wrong, None).await;
+        assert!(error(&answer, StatusCode::UNAUTHORIZED).contains("unknown or revoked"));
+        let challenge = answer.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            challenge.starts_with(r#"Bearer realm="tern", error="invalid_token""#),
+            "{challenge}"
+        );
+    }
+
+    let answer = call(&site, "GET", "/domains", &good, None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body[0]["name"], "example.org");
+    // Used: noted on the token.
+    let listed = call(&site, "GET", "/tokens", &good, None).await;
+    assert!(listed.body[0]["last_used"].is_i64(), "{}", listed.body);
+    assert!(listed.body[0].get("sha256").is_none());
+
+    // Revoked (here by another token) is refused at once.
+    let other = token(&site, "other").await;
+    assert_eq!(
+        call(&site, "DELETE", "/tokens/script", &other, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    error(
+        &call(&site, "GET", "/domains", &good, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    error(
+        &call(&site, "DELETE", "/tokens/script", &other, None).await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_from_one_address_are_throttled_and_others_go_on() {
+    let site = site_with(None).await;
+    let good = token(&site, "script").await;
+    let flooder = "198.51.100.7:1000";
+    let wrong = format!("tern_{}", "f".repeat(64));
+    for _ in 0..tern_web::api::auth::MAX_FAILURES {
+        let answer = call_from(&site, flooder, "GET", "/admin/api/v1/health", Some(&wrong), None, &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right token is refused from there, without a look at the store.
+    for t in [wrong.as_str(), good.as_str()] {
+        let answer = call_from(&site, flooder, "GET", "/admin/api/v1/health", Some(t), None, &[]).await;
+        assert!(error(&answer, StatusCode::TOO_MANY_REQUESTS).contains("try again in"));
+        let retry: u64 = answer.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!(retry > 0 && retry <= tern_web::api::auth::WINDOW.as_secs(), "{retry}");
+    }
+    // Another address is not affected.
+    let answer = call_from(&site, SCRIPT, "GET", "/admin/api/v1/health", Some(&good), None, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+/// Logs in to webmail over TLS with a password; returns the session cookie.
+async fn webmail_login(site: &Site, user: &str, password: &str) -> Option<String> {
+    let body = format!(
+        "user={}&password={}&next=%2Fmail",
+        tern_web::page::url_encode(user),
+        tern_web::page::url_encode(password)
+    );
+    let answer = call_from(
+        site,
+        SCRIPT,
+        "POST",
+        "/login",
+        None,
+        Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        &[(header::ORIGIN, ORIGIN)],
+    )
+    .await;
+    if answer.status != StatusCode::SEE_OTHER {
+        return None;
+    }
+    let cookie = answer.headers.get(header::SET_COOKIE)?.to_str().ok()?;
+    Some(cookie.split(';').next()?.to_string())
+}
+
+/// Whether a session cookie still opens webmail.
+async fn session_alive(site: &Site, cookie: &str) -> bool {
+    let answer = call_from(
+        site,
+        SCRIPT,
+        "GET",
+        "/settings",
+        None,
+        None,
+        &[(header::COOKIE, cookie)],
+    )
+    .await;
+    answer.status == StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csrf_guard_lets_bearer_calls_through_and_still_guards_sessions() {
+    let site = site_with(None).await;
+    let good = token(&site, "script").await;
+    let body = || Some(("application/json", br#"{"name": "new.example"}"#.to_vec()));
+
+    // A script: token, no cookie, no Origin.
+    let answer = call_from(&site, SCRIPT, "POST", "/admin/api/v1/domains", Some(&good), body(), &[]).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&answer.raw)
+    );
+
+    // A browser session's POST without Origin is refused as before, token or not: a
+    // cookie means a browser, and the guard's rules hold.
+    let cookie = webmail_login(&site, "alice@example.org", PASSWORD)
+        .await
+        .expect("login");
+    let with_cookie = [(header::COOKIE, cookie.as_str())];
+    let form = || Some(("application/x-www-form-urlencoded", b"name=Mallory".to_vec()));
+    let answer = call_from(&site, SCRIPT, "POST", "/settings/profile", None, form(), &with_cookie).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&answer.raw).contains("cross-site"));
+    let answer = call_from(
+        &site,
+        SCRIPT,
+        "POST",
+        "/admin/api/v1/domains",
+        Some(&good),
+        body(),
+        &with_cookie,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&answer.raw).contains("cross-site"));
+    // With the cookie, this site's Origin and the session's CSRF token missing, still
+    // refused: the exemption is for requests without a session only.
+    let with_origin = [(header::COOKIE, cookie.as_str()), (header::ORIGIN, ORIGIN)];
+    let answer = call_from(
+        &site,
+        SCRIPT,
+        "POST",
+        "/admin/api/v1/domains",
+        Some(&good),
+        body(),
+        &with_origin,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(site.store.domain("other.example").await.is_err());
+    assert_eq!(
+        site.store.domains().await.unwrap().len(),
+        2,
+        "only the script's domain was added"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_from_afar_is_sent_to_https() {
+    let site = site_with(None).await;
+    let good = token(&site, "script").await;
+    let request = Request::builder()
+        .method("POST")
+        .uri("/admin/api/v1/queue/retry")
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {good}"))
+        .extension(Client {
+            peer: SCRIPT.parse().unwrap(),
+            tls: false,
+            shutdown: site.shutdown.clone(),
+        })
+        .body(Body::empty())
+        .unwrap();
+    let response = site.router.clone().oneshot(request).await.unwrap();
+    // 308 keeps the method and body (RFC 9110 §15.4.9).
+    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "https://mail.example.test:8443/admin/api/v1/queue/retry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_checked_and_refusals_say_what_to_do() {
+    let site = site_with(None).await;
+    let t = token(&site, "script").await;
+    let raw = |ctype: &'static str, bytes: &[u8]| Some((ctype, bytes.to_vec()));
+    let post = |path: &str, body: Option<(&'static str, Vec<u8>)>| {
+        let url = format!("{PREFIX}{path}");
+        let t = t.clone();
+        let site = &site;
+        async move { call_from(site, SCRIPT, "POST", &url, Some(&t), body, &[]).await }
+    };
+
+    let e = error(
+        &post("/domains", raw("application/json", b"{\"name\": ")).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("JSON"), "{e}");
+    let e = error(
+        &post(
+            "/domains",
+            raw("application/json", br#"{"name": "x.example", "owner": "me"}"#),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("unknown field `owner`"), "{e}");
+    let e = error(
+        &post("/domains", raw("text/plain", br#"{"name": "x.example"}"#)).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    assert!(e.contains("application/json"), "{e}");
+    let e = error(&post("/domains", None).await, StatusCode::BAD_REQUEST);
+    assert!(e.contains("needs a JSON body"), "{e}");
+    let big = format!("{{\"name\": \"{}\"}}", "a".repeat(100 * 1024));
+    error(
+        &post("/domains", raw("application/json", big.as_bytes())).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    let e = error(
+        &post("/domains", raw("application/json", br#"{"name": "not a domain"}"#)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("write it as example.org"), "{e}");
+    let e = error(
+        &post("/domains", raw("application/json", br#"{"name": "EXAMPLE.org."}"#)).await,
+        StatusCode::CONFLICT,
+    );
+    assert!(e.contains("exists already"), "{e}");
+
+    let e = error(
+        &call(&site, "GET", "/domains/nowhere.example", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert!(e.contains("tern domain add nowhere.example"), "{e}");
+    error(
+        &call(&site, "GET", "/domains/nowhere.example/dns", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    error(
+        &call(&site, "GET", "/users?domain=nowhere.example", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    let e = error(
+        &call(&site, "GET", "/no/such/thing", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert!(e.contains("openapi.json"), "{e}");
+    error(
+        &call(&site, "GET", "/queue/not-a-number", &t, None).await,
+        StatusCode::BAD_REQUEST,
+    );
+    error(
+        &call(&site, "GET", "/queue/424242", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/users",
+            &t,
+            Some(json!({"address": "carol@example.org", "quota": "lots"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("quota") && e.contains("500MB"), "{e}");
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/users",
+            &t,
+            Some(json!({"address": "alice@example.org"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    );
+    assert!(e.contains("in use"), "{e}");
+    error(
+        &call(
+            &site,
+            "POST",
+            "/users",
+            &t,
+            Some(json!({"address": "zed@nowhere.example"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    let e = error(
+        &call(&site, "PATCH", "/users/alice@example.org", &t, Some(json!({}))).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("nothing to change"), "{e}");
+    error(
+        &call(
+            &site,
+            "PATCH",
+            "/users/alice@example.org",
+            &t,
+            Some(json!({"quota": "12 parsecs"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    error(
+        &call(
+            &site,
+            "PATCH",
+            "/users/zed@example.org",
+            &t,
+            Some(json!({"enabled": true})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    let e = error(
+        &call_from(
+            &site,
+            SCRIPT,
+            "POST",
+            "/admin/api/v1/users/import",
+            Some(&t),
+            raw("application/json", b"{}"),
+            &[],
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    assert!(e.contains("text/csv"), "{e}");
+    let e = error(
+        &call_from(
+            &site,
+            SCRIPT,
+            "POST",
+            "/admin/api/v1/users/import",
+            Some(&t),
+            raw("text/csv", b"who,what\nx,y\n"),
+            &[],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("address"), "{e}");
+
+    let e = error(
+        &call(&site, "POST", "/tokens", &t, Some(json!({"name": "script"}))).await,
+        StatusCode::CONFLICT,
+    );
+    assert!(e.contains("exists"), "{e}");
+    error(
+        &call(&site, "POST", "/tokens", &t, Some(json!({"name": "no spaces please"}))).await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/pause",
+            &t,
+            Some(json!({"user": "alice@example.org", "all": true})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("exactly one"), "{e}");
+    error(
+        &call(&site, "POST", "/migrations/pause", &t, Some(json!({}))).await,
+        StatusCode::BAD_REQUEST,
+    );
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/start",
+            &t,
+            Some(json!({"all": true, "pass": "finish"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("unknown variant `finish`"), "{e}");
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/start",
+            &t,
+            Some(json!({"all": true, "pass": "full", "since": "1st May"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("YYYY-MM-DD"), "{e}");
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/start",
+            &t,
+            Some(json!({"all": true, "pass": "full"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    assert!(e.contains("no migrations yet"), "{e}");
+    let e = error(
+        &call(&site, "POST", "/domains/example.org/cutover", &t, None).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("no migrations"), "{e}");
+
+    let e = error(
+        &call(&site, "DELETE", "/domains/example.org", &t, None).await,
+        StatusCode::CONFLICT,
+    );
+    assert!(e.contains("remove them first"), "{e}");
+    error(
+        &call(&site, "DELETE", "/domains/example.org/dkim/nokey", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    error(
+        &call(&site, "DELETE", "/admins/bob@example.org", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+    error(
+        &call(
+            &site,
+            "POST",
+            "/admins",
+            &t,
+            Some(json!({"address": "zed@example.org"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_keys_and_records() {
+    let site = site_with(None).await;
+    let t = token(&site, "script").await;
+    let added = call(&site, "POST", "/domains", &t, Some(json!({"name": "shop.example"}))).await;
+    assert_eq!(added.status, StatusCode::CREATED);
+    assert_eq!(added.body["name"], "shop.example");
+
+    let detail = call(&site, "GET", "/domains/shop.example", &t, None).await;
+    let keys = detail.body["dkim"].as_array().unwrap();
+    let algorithms: BTreeSet<&str> = keys.iter().map(|k| k["algorithm"].as_str().unwrap()).collect();
+    assert_eq!(algorithms, BTreeSet::from(["ed25519-sha256", "rsa-sha256"]));
+    for k in keys {
+        let line = k["zone_line"].as_str().unwrap();
+        assert!(
+            line.starts_with(&format!(
+                "{}._domainkey.shop.example. 3600 IN TXT",
+                k["selector"].as_str().unwrap()
+            )),
+            "{line}"
+        );
+        assert!(line.contains("v=DKIM1"), "{line}");
+        assert!(k.get("private_key").is_none());
+    }
+    assert_eq!(detail.body["golive"]["stage"], "watching");
+
+    // A key still signing cannot go; after a rotation the old ones can.
+    let first = keys[0]["selector"].as_str().unwrap().to_string();
+    let e = error(
+        &call(
+            &site,
+            "DELETE",
+            &format!("/domains/shop.example/dkim/{first}"),
+            &t,
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("rotate"), "{e}");
+    let rotated = call(&site, "POST", "/domains/shop.example/dkim/rotate", &t, None).await;
+    assert_eq!(rotated.status, StatusCode::CREATED);
+    assert_eq!(rotated.body.as_array().unwrap().len(), 2);
+    assert!(rotated.body.as_array().unwrap().iter().all(|k| k["active"] == true));
+    assert_eq!(
+        call(
+            &site,
+            "DELETE",
+            &format!("/domains/shop.example/dkim/{first}"),
+            &t,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+
+    let records = call(&site, "GET", "/domains/shop.example/records", &t, None).await;
+    assert_eq!(records.status, StatusCode::OK);
+    let zone = records.body["zone"].as_str().unwrap();
+    assert!(
+        zone.contains("shop.example. 3600 IN MX 10 mail.example.test."),
+        "{zone}"
+    );
+    let kinds: BTreeSet<&str> = records.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains("MX") && kinds.contains("TXT") && kinds.contains("SRV"),
+        "{kinds:?}"
+    );
+    assert_eq!(records.body["reverse"][0]["name"], "10.2.0.192.in-addr.arpa");
+
+    let off = call(
+        &site,
+        "PUT",
+        "/domains/shop.example/receiving",
+        &t,
+        Some(json!({"receiving": false})),
+    )
+    .await;
+    assert_eq!(off.body["receiving"], false);
+    assert_eq!(site.store.domain_receiving("shop.example").await.unwrap(), Some(false));
+    error(
+        &call(
+            &site,
+            "PUT",
+            "/domains/shop.example/receiving",
+            &t,
+            Some(json!({"receiving": "no"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(
+        call(&site, "DELETE", "/domains/shop.example", &t, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    error(
+        &call(&site, "GET", "/domains/shop.example", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_check_asks_the_configured_nameservers() {
+    let dns = tern_testkit::dns::TestDns::start().unwrap();
+    dns.set_mx("example.org", &[(10, "mx.old-provider.example")]);
+    let site = site_with(Some(dns.addr())).await;
+    let t = token(&site, "script").await;
+    let report = call(&site, "GET", "/domains/example.org/dns", &t, None).await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert_eq!(report.body["domain"], "example.org");
+    let findings = report.body["reports"][0]["findings"].as_array().unwrap();
+    let mx = findings.iter().find(|f| f["check"] == "MX").expect("an MX finding");
+    assert!(
+        mx["published"].as_str().unwrap().contains("mx.old-provider.example"),
+        "{mx}"
+    );
+    assert_ne!(mx["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_made_changed_and_their_sessions_ended() {
+    let site = site_with(None).await;
+    let t = token(&site, "script").await;
+
+    let made = call(
+        &site,
+        "POST",
+        "/users",
+        &t,
+        Some(json!({"address": " carol@example.org ", "name": "Carol"})),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let generated = made.body["password"].as_str().unwrap().to_string();
+    assert_eq!(made.body["account"]["address"], "carol@example.org");
+    assert!(made.body["account"].get("password_hash").is_none());
+    assert!(webmail_login(&site, "carol@example.org", &generated).await.is_some());
+
+    let given = call(
+        &site,
+        "POST",
+        "/users",
+        &t,
+        Some(json!({"address": "erin@example.org", "password": "erin's own pass", "quota": 5000})),
+    )
+    .await;
+    assert_eq!(given.body["password"], Value::Null);
+    assert_eq!(given.body["account"]["quota"], 5000);
+
+    let listed = call(&site, "GET", "/users?domain=EXAMPLE.org", &t, None).await;
+    let addresses: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "alice@example.org",
+            "bob@example.org",
+            "carol@example.org",
+            "erin@example.org"
+        ]
+    );
+
+    // Disabling ends the account's webmail sessions and its logins.
+    let cookie = webmail_login(&site, "bob@example.org", PASSWORD).await.unwrap();
+    assert!(session_alive(&site, &cookie).await);
+    let changed = call(
+        &site,
+        "PATCH",
+        "/users/bob%40example.org",
+        &t,
+        Some(json!({"enabled": false, "quota": "1.5GiB", "name": "Bob B."})),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body["enabled"], false);
+    assert_eq!(changed.body["quota"], 3 << 29);
+    assert_eq!(changed.body["display_name"], "Bob B.");
+    assert!(!session_alive(&site, &cookie).await);
+    assert!(webmail_login(&site, "bob@example.org", PASSWORD).await.is_none());
+    let cleared = call(
+        &site,
+        "PATCH",
+        "/users/bob@example.org",
+        &t,
+        Some(json!({"enabled": true, "name": null, "quota": null})),
+    )
+    .await;
+    assert_eq!(cleared.body["display_name"], Value::Null);
+    assert_eq!(cleared.body["quota"], Value::Null);
+
+    // A new password: generated (shown once) or given; either ends the sessions.
+    let cookie = webmail_login(&site, "bob@example.org", PASSWORD).await.unwrap();
+    let reset = call(&site, "POST", "/users/bob@example.org/password", &t, None).await;
+    let new_password = reset.body["password"].as_str().unwrap().to_string();
+    assert!(!session_alive(&site, &cookie).await);
+    assert!(webmail_login(&site, "bob@example.org", &new_password).await.is_some());
+    let set = call(
+        &site,
+        "POST",
+        "/users/bob@example.org/password",
+        &t,
+        Some(json!({"password": "chosen by bob"})),
+    )
+    .await;
+    assert_eq!(set.body, json!({"password": null}));
+    assert!(webmail_login(&site, "bob@example.org", "chosen by bob").await.is_some());
+    error(
+        &call(
+            &site,
+            "POST",
+            "/users/bob@example.org/password",
+            &t,
+            Some(json!({"password": ""})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // The import reports each line that made nothing, and can run again.
+    let csv = "email,DisplayName,quota\nfrank@example.org,Frank,2GB\nalice@example.org,,\ngus@example.org,,huge\n";
+    let imported = call_from(
+        &site,
+        SCRIPT,
+        "POST",
+        "/admin/api/v1/users/import",
+        Some(&t),
+        Some(("text/csv; charset=utf-8", csv.as_bytes().to_vec())),
+        &[],
+    )
+    .await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+    assert_eq!(imported.body["created"].as_array().unwrap().len(), 1);
+    assert_eq!(imported.body["created"][0]["account"]["address"], "frank@example.org");
+    assert!(imported.body["created"][0]["password"].is_string());
+    let skipped: Vec<i64> = imported.body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(skipped, [3, 4]);
+
+    assert_eq!(
+        call(&site, "DELETE", "/users/frank@example.org", &t, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    error(
+        &call(&site, "GET", "/users/frank@example.org", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_steered_and_admins_kept() {
+    let site = site_with(None).await;
+    let t = token(&site, "script").await;
+    fixture(&site).await;
+
+    let listed = call(&site, "GET", "/migrations", &t, None).await;
+    assert_eq!(listed.body[0]["address"], "alice@example.org");
+    assert_eq!(listed.body[0]["phase"], "idle");
+    let asked = call(
+        &site,
+        "POST",
+        "/migrations/start",
+        &t,
+        Some(json!({"domain": "example.org", "pass": "delta", "since": "2024-01-01", "before": "2024-02-01"})),
+    )
+    .await;
+    assert_eq!(asked.body, json!({"migrations": 1}));
+    let report = call(&site, "GET", "/migrations/alice@example.org", &t, None).await;
+    assert_eq!(report.body["request"]["pass"], "delta");
+    assert_eq!(report.body["request"]["since"], 1704067200);
+    assert_eq!(report.body["phase"], "queued");
+    call(
+        &site,
+        "POST",
+        "/migrations/pause",
+        &t,
+        Some(json!({"user": "alice@example.org"})),
+    )
+    .await;
+    let report = call(&site, "GET", "/migrations/alice@example.org", &t, None).await;
+    assert_eq!(report.body["request"]["paused"], true);
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/start",
+            &t,
+            Some(json!({"all": true, "pass": "full", "since": "2024-02-01", "before": "2024-01-01"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("before"), "{e}");
+    error(
+        &call(&site, "GET", "/migrations/bob@example.org", &t, None).await,
+        StatusCode::NOT_FOUND,
+    );
+
+    let cut = call(&site, "POST", "/domains/example.org/cutover", &t, None).await;
+    assert_eq!(cut.status, StatusCode::OK);
+    assert_eq!(cut.body["stage"], "cut-over");
+    assert!(cut.body["summary"].as_str().unwrap().contains("API token script"));
+    let again = error(
+        &call(&site, "POST", "/domains/example.org/cutover", &t, None).await,
+        StatusCode::CONFLICT,
+    );
+    assert!(again.contains("went live already"), "{again}");
+    // After the cutover, deletions are no longer propagated.
+    let e = error(
+        &call(
+            &site,
+            "POST",
+            "/migrations/start",
+            &t,
+            Some(json!({"all": true, "pass": "delta", "propagate_deletions": true})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("not propagated after cutover"), "{e}");
+
+    // Administrators: the last one stays.
+    let admins = call(&site, "GET", "/admins", &t, None).await;
+    assert_eq!(admins.body, json!(["alice@example.org"]));
+    let e = error(
+        &call(&site, "DELETE", "/admins/alice@example.org", &t, None).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(e.contains("last administrator"), "{e}");
+    assert_eq!(
+        call(
+            &site,
+            "POST",
+            "/admins",
+            &t,
+            Some(json!({"address": "alice@example.org"}))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // Tokens made through the API say who made them and work at once.
+    let made = call(&site, "POST", "/tokens", &t, Some(json!({"name": "backup-script"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED);
+    let secret = made.body["token"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("tern_") && secret.len() == 69, "{secret}");
+    let listed = call(&site, "GET", "/tokens", &secret, None).await;
+    let entry = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "backup-script")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["created_by"], "API token script");
 }
