@@ -264,8 +264,9 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     // cannot be forged cross-site: a browser never adds an Authorization header on its
     // own (only a page's script can, and a script of another site would need a CORS
     // preflight this server never grants), and without the cookie it carries no
-    // session to abuse. The API checks the token itself; every other route refuses a
-    // request without a session.
+    // session to abuse. The API checks the token itself; elsewhere it is what it is, a
+    // request without a session (which a non-browser client could send with any Origin
+    // it likes anyway).
     if crate::api::auth::bearer(request.headers()).is_some() && !has_session_cookie(request.headers()) {
         return next.run(request).await;
     }

@@ -965,6 +965,10 @@ async fn bodies_are_checked_and_refusals_say_what_to_do() {
         StatusCode::NOT_FOUND,
     );
     assert!(e.contains("openapi.json"), "{e}");
+    let wrong = call(&site, "PUT", "/domains", &t, None).await;
+    assert!(error(&wrong, StatusCode::METHOD_NOT_ALLOWED).contains("PUT"));
+    // RFC 9110 §15.5.6: a 405 says which methods the path has.
+    assert_eq!(wrong.headers[header::ALLOW], "GET,HEAD,POST");
     error(
         &call(&site, "GET", "/queue/not-a-number", &t, None).await,
         StatusCode::BAD_REQUEST,

@@ -57,7 +57,8 @@ pub fn routes() -> Router<AppState> {
         .merge(queue::routes())
         .merge(tokens::routes())
         .merge(admins::routes())
-        .fallback(unknown_path);
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method);
     let v1 = auth::failure_count(v1);
     Router::new().nest(PREFIX, v1).route(OPENAPI_PATH, get(openapi))
 }
@@ -74,6 +75,13 @@ async fn unknown_path() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no such API path; the paths are listed in {OPENAPI_PATH}"),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not a method of this path; the methods are listed in {OPENAPI_PATH}"),
     )
 }
 

@@ -80,7 +80,7 @@ async fn add(
     if app.store.account(&address).await.is_ok()
         || app
             .store
-            .aliases(None)
+            .aliases(Some(&tern_admin::domain_of(&address)))
             .await?
             .iter()
             .any(|a| a.address.eq_ignore_ascii_case(&address))
