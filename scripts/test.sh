@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Tern's whole test suite on a Debian machine. Installs the real peers the tests
-# talk to (Dovecot, Postfix, swaks, Python with dkimpy, opendkim-tools, curl, mbsync,
+# talk to (Dovecot, Postfix, swaks, Python with dkimpy and jsonschema (the API's answers
+# checked against its OpenAPI document), opendkim-tools, curl, mbsync,
 # offlineimap, fetchmail, pebble for the ACME tests, and Chromium for the browser tests)
 # with apt-get when they are missing, and playwright-core (which drives that Chromium)
 # with npm into tests/browser/node_modules, then runs every test of the workspace.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(dovecot-core dovecot-imapd dovecot-pop3d python3 ca-certificates curl
   isync offlineimap3 fetchmail postfix swaks python3-dkim opendkim-tools dovecot-lmtpd
-  libnet-ssleay-perl libio-socket-ssl-perl chromium pebble)
+  libnet-ssleay-perl libio-socket-ssl-perl chromium pebble python3-jsonschema)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

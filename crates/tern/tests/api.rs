@@ -131,6 +131,61 @@ m.logout()
     }
 }
 
+/// Checks answers against the schemas of the served OpenAPI document with Python's
+/// jsonschema (Draft 2020-12, the dialect of OpenAPI 3.1): an independent validator
+/// beside the web crate's own, and every component schema checked against the
+/// metaschema. `checks` are (schema, answer) pairs.
+fn validate_with_jsonschema(doc: &Value, checks: &[(Value, Value)]) {
+    let input = json!({"doc": doc, "checks": checks}).to_string();
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import json, sys
+import jsonschema
+data = json.load(sys.stdin)
+components = data["doc"]["components"]
+for name, schema in components["schemas"].items():
+    jsonschema.Draft202012Validator.check_schema(schema)
+failures = []
+for i, (schema, answer) in enumerate(data["checks"]):
+    root = dict(schema, **{"$schema": "https://json-schema.org/draft/2020-12/schema", "components": components})
+    for error in jsonschema.Draft202012Validator(root).iter_errors(answer):
+        failures.append("check %d at %s: %s" % (i, list(error.absolute_path), error.message))
+print("\n".join(failures) or "valid %d" % len(data["checks"]))
+sys.exit(1 if failures else 0)
+"#,
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("valid {}", checks.len())
+    );
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn list_of(name: &str) -> Value {
+    json!({"type": "array", "items": schema(name)})
+}
+
 fn token_file_is_private(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o077 == 0
@@ -255,6 +310,30 @@ fn a_script_administers_the_running_server_with_a_token() {
         refused.headers
     );
     assert!(refused.body["error"].is_string());
+
+    // The answers are what the document describes.
+    validate_with_jsonschema(
+        &doc.body,
+        &[
+            (schema("Health"), health.body.clone()),
+            (schema("Domain"), added.body.clone()),
+            (schema("Error"), again.body.clone()),
+            (schema("Records"), records.body.clone()),
+            (schema("Created"), dana.body.clone()),
+            (schema("Import"), imported.body.clone()),
+            (list_of("Account"), users.body.clone()),
+            (schema("PasswordSet"), reset.body.clone()),
+            (schema("Account"), disabled.body.clone()),
+            (list_of("QueuedMessage"), queue.body.clone()),
+            (schema("QueueCount"), retried.body.clone()),
+            (schema("Error"), refused.body.clone()),
+        ],
+    );
+    // ... and a wrong answer is caught, so the check above can fail.
+    let mut wrong = dana.body.clone();
+    wrong["account"]["quota"] = json!("a lot");
+    let caught = std::panic::catch_unwind(|| validate_with_jsonschema(&doc.body, &[(schema("Created"), wrong)]));
+    assert!(caught.is_err(), "jsonschema must refuse a string quota");
 
     // Each change is in the log with the token's name; the token itself never is.
     let log = server.log_tail(100_000);
