@@ -31,6 +31,9 @@ const BOB: &str = "bob@example.test";
 const BOB_PASSWORD: &str = "bob-password-1234";
 /// Bob's password at the old provider (Dovecot).
 const BOB_OLD_PASSWORD: &str = "bob-old-secret";
+const CAROL: &str = "carol@example.test";
+/// A password the old provider refuses.
+const CAROL_OLD_PASSWORD: &str = "carol-stale-secret";
 
 /// The refusal of Bob, who is not an administrator: Chromium logs the 403 page as a
 /// console error.
@@ -44,9 +47,9 @@ fn provoked(error: &str) -> bool {
         || (error.contains("the server responded with a status of 401") && error.contains("/login:"))
 }
 
-/// A quickstart server with Bob (not an administrator) and Carol, Bob's mailbox to
-/// migrate from a Dovecot holding a small corpus, and two messages waiting in the
-/// outbound queue.
+/// A quickstart server with Bob (not an administrator) and Carol, their mailboxes to
+/// migrate from a Dovecot holding a small corpus for Bob (Carol's password there is
+/// wrong), and two messages waiting in the outbound queue.
 struct Setup {
     server: Quickstart,
     _dovecot: Dovecot,
@@ -56,7 +59,7 @@ struct Setup {
 fn setup() -> Setup {
     let server = Quickstart::start();
     server.add_user(BOB, "Bob Baker", BOB_PASSWORD);
-    server.add_user("carol@example.test", "Carol Chen", "carol-password-1234");
+    server.add_user(CAROL, "Carol Chen", "carol-password-1234");
     let dovecot = Dovecot::builder()
         .users(&[("bob", BOB_OLD_PASSWORD)])
         .special_use(true)
@@ -95,6 +98,23 @@ fn setup() -> Setup {
             "--password-stdin",
         ],
         &format!("{BOB_OLD_PASSWORD}\n"),
+    ));
+    // Carol's old password is wrong: her passes fail at the login, as they do when a
+    // user changed it at the old provider.
+    ok(&tern_stdin(
+        &server.data,
+        &[
+            "migrate",
+            "add",
+            "--source",
+            "old",
+            "--user",
+            CAROL,
+            "--remote-user",
+            "carol",
+            "--password-stdin",
+        ],
+        &format!("{CAROL_OLD_PASSWORD}\n"),
     ));
     enqueue(&server.data.join("store"));
     Setup {
@@ -217,7 +237,10 @@ fn an_administrator_runs_the_installation_from_the_console() {
         shown.len() >= 4,
         "the passwords and the token the pages showed: {shown:?}"
     );
-    for secret in shown.into_iter().chain([BOB_PASSWORD, BOB_OLD_PASSWORD]) {
+    for secret in shown
+        .into_iter()
+        .chain([BOB_PASSWORD, BOB_OLD_PASSWORD, CAROL_OLD_PASSWORD])
+    {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }

@@ -47,6 +47,11 @@ struct DashboardPage {
     health: Health,
     mail: String,
     disk_free: String,
+    /// "free of 270.6 GB on disk".
+    disk_label: String,
+    /// Migrations neither running, waiting, failed nor done: idle, paused, between
+    /// passes.
+    between: u64,
     totals: Totals,
     domains: Vec<DomainLine>,
     queue_oldest: String,
@@ -90,9 +95,17 @@ async fn show(State(app): State<AppState>, admin: Admin, Query(params): Query<Pa
     Ok(page::render(&DashboardPage {
         frame: admin.frame(&app, "dashboard", &params.done),
         mail: super::bytes(health.store.mail_bytes),
-        disk_free: match (health.store.disk_free_bytes, health.store.disk_total_bytes) {
-            (Some(free), Some(total)) => format!("{} of {}", super::bytes(free), super::bytes(total)),
-            _ => "unknown".into(),
+        disk_free: health
+            .store
+            .disk_free_bytes
+            .map_or_else(|| "unknown".into(), super::bytes),
+        disk_label: match health.store.disk_total_bytes {
+            Some(total) => format!("free of {} on disk", super::bytes(total)),
+            None => "free on disk".into(),
+        },
+        between: {
+            let m = &health.migrations;
+            m.total.saturating_sub(m.running + m.waiting + m.failed + m.done)
         },
         queue_oldest: health.queue.oldest.map(|t| super::ago(t, now)).unwrap_or_default(),
         health,

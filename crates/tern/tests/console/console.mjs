@@ -30,7 +30,7 @@ export default async function ({ browser, context, page, env, assert, step }) {
   await t.section(page, 'Dashboard');
   assert.equal(await page.locator('h1').innerText(), 'Dashboard');
   assert.equal(await page.locator('#count-accounts').innerText(), '3');
-  assert.match(await page.locator('#dashboard-migrations').innerText(), /1 mailbox\(es\)/);
+  assert.match(await page.locator('#dashboard-migrations').innerText(), /2 mailbox\(es\): 0 running, 0 waiting, 2 idle or between passes/);
   assert.match(await page.locator('#dashboard-queue').innerText(), /2 message\(s\) waiting/);
   assert.equal(await page.locator('#admin-address').innerText(), env.ADMIN);
 

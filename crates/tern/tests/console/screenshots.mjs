@@ -1,5 +1,5 @@
-// The admin console's screenshots in docs/screenshots/ (1280x800): the dashboard with
-// a finished pass of Bob's migration, the domains, example.test's page and its DNS
+// The admin console's screenshots in docs/screenshots/ (1280x800): the dashboard after
+// a full pass of every migration (Bob's copied, Carol's refused by the old provider), the domains, example.test's page and its DNS
 // status, the users, the migrations, the queue with two deferred messages, health, and
 // the API tokens with one made.
 
@@ -10,17 +10,19 @@ export default async function ({ page, env, assert, screenshot, step }) {
   await page.goto(env.BASE + '/admin');
   await t.login(page, env.ADMIN, env.ADMIN_PASSWORD);
 
-  step('a second domain, a full pass of Bob\'s mailbox, an API token');
+  step('a second domain, a full pass of every mailbox, an API token');
   await t.section(page, 'Domains');
   await page.fill('#add-domain input[name=domain]', 'branch.example.test');
   await t.submit(page, '#add-domain button[type=submit]', '/admin/domains/branch.example.test');
   await t.section(page, 'Migrations');
-  const bob = `tr[data-address="${env.BOB}"]`;
-  await page.selectOption(`${bob} select[name=pass]`, 'full');
-  await t.submit(page, `${bob} button.start`, '/admin/migrations');
+  await page.selectOption('#selection-actions select[name=pass]', 'full');
+  await t.submit(page, '#selection-actions button[value=start]', '/admin/migrations');
+  // Bob's pass copies everything; Carol's stops at the old provider's login.
   await page.waitForFunction(
-    (row) => document.querySelector(`${row} .phase`)?.textContent === 'passed',
-    bob,
+    (bob) =>
+      document.querySelector(`tr[data-address="${bob}"] .phase`)?.textContent === 'passed' &&
+      document.querySelector('tr[data-address="carol@example.test"] .phase')?.textContent === 'failed',
+    env.BOB,
     { timeout: 120000 },
   );
   await t.section(page, 'API tokens');
