@@ -85,6 +85,25 @@ pub async fn reset_password(store: &dyn Store, address: &str, given: Option<&str
     Ok(shown)
 }
 
+/// Deletes an account and all its mail. An administrator loses the role with it; the
+/// last administrator cannot be deleted (nobody could use the console after).
+pub async fn remove(store: &dyn Store, address: &str) -> Result<Account> {
+    let account = store.account(address).await?;
+    if crate::admins::is_admin(store, &account.address).await? {
+        crate::admins::revoke(store, &account.address)
+            .await
+            .map_err(|e| match e {
+                AdminError::Invalid(_) => AdminError::Invalid(format!(
+                    "{} is the last administrator; make someone else one before deleting it",
+                    account.address
+                )),
+                other => other,
+            })?;
+    }
+    store.delete_account(&account.address).await?;
+    Ok(account)
+}
+
 /// Parses `500MB`, `2G`, `1.5GiB`, `1048576` or `unlimited` (`None`). Units are binary
 /// (1 MB = 1024 KB), as mail clients display quotas.
 pub fn parse_quota(s: &str) -> std::result::Result<Option<u64>, String> {

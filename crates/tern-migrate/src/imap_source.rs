@@ -84,11 +84,11 @@ fn login_error(host: &str, e: async_imap::error::Error) -> MigrateError {
         // Microsoft 365 refuses logins too when it throttles: that is not a bad password.
         async_imap::error::Error::No(text) if crate::is_throttling(&text) => MigrateError::Throttled {
             host: host.to_string(),
-            reason: text,
+            reason: crate::server_text(&text),
         },
         async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => MigrateError::Login {
             host: host.to_string(),
-            reason: text,
+            reason: crate::server_text(&text),
         },
         other => MigrateError::from_imap(host, other),
     }

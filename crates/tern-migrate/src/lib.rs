@@ -74,11 +74,11 @@ impl MigrateError {
         match e {
             Error::No(text) | Error::Bad(text) if is_throttling(&text) => MigrateError::Throttled {
                 host: host.to_string(),
-                reason: text,
+                reason: server_text(&text),
             },
             Error::No(text) | Error::Bad(text) => MigrateError::Protocol {
                 host: host.to_string(),
-                reason: text,
+                reason: server_text(&text),
             },
             Error::Io(e) => MigrateError::Io(format!("{host}: {e}")),
             Error::ConnectionLost => MigrateError::Io(format!("{host} closed the connection")),
@@ -98,6 +98,31 @@ impl MigrateError {
     }
 }
 
+/// What the server said in a NO or BAD, as an administrator should read it. async-imap
+/// words a tagged NO as `code: Some(..), info: Some("text")` (Rust debug output): the
+/// text is the server's human-readable part (RFC 9051 §7.1), with the response code
+/// in brackets before it when there is one, as the server sent it.
+pub fn server_text(reason: &str) -> String {
+    let Some(start) = reason.find("info: Some(\"") else {
+        return reason.to_string();
+    };
+    let quoted = &reason[start + "info: Some(\"".len()..];
+    let mut text = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => text.extend(chars.next()),
+            '"' => break,
+            c => text.push(c),
+        }
+    }
+    // The code, when async-imap split it off: `code: Some(AuthenticationFailed)`.
+    match reason.strip_prefix("code: Some(").and_then(|r| r.split_once(')')) {
+        Some((code, _)) if !text.starts_with('[') => format!("[{}] {text}", code.to_ascii_uppercase()),
+        _ => text,
+    }
+}
+
 /// Microsoft 365 says "Request is throttled" or "Server Unavailable. 15"; RFC 5530's
 /// [UNAVAILABLE] and [LIMIT] mean the same.
 pub fn is_throttling(text: &str) -> bool {
@@ -105,6 +130,24 @@ pub fn is_throttling(text: &str) -> bool {
     ["throttl", "[unavailable]", "[limit]", "server unavailable", "too many"]
         .iter()
         .any(|w| t.contains(w))
+}
+
+#[cfg(test)]
+mod server_text_tests {
+    use super::server_text;
+
+    #[test]
+    fn the_servers_words_are_kept_and_the_debug_wrapping_dropped() {
+        assert_eq!(
+            server_text(r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            server_text(r#"code: Some(AuthenticationFailed), info: Some("Authentication \"failed\".")"#),
+            "[AUTHENTICATIONFAILED] Authentication \"failed\"."
+        );
+        assert_eq!(server_text("plain words"), "plain words");
+    }
 }
 
 #[cfg(test)]

@@ -83,20 +83,43 @@ impl From<StoreError> for WebError {
 struct ErrorPage<'a> {
     status: u16,
     message: &'a str,
+    back: &'a str,
+    back_label: &'a str,
 }
 
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
+/// An error page already rendered, kept in its response's extensions so a part of the
+/// site with its own way back (the admin console) can render it again with that.
+#[derive(Debug, Clone)]
+pub struct ShownError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl WebError {
+    /// The error page, with a button back to `back`.
+    pub fn page(&self, back: &str, back_label: &str) -> Response {
         let page = ErrorPage {
             status: self.status.as_u16(),
             message: &self.message,
+            back,
+            back_label,
         };
         let mut response = match page.render() {
             Ok(body) => html_page(body),
             Err(_) => self.message.clone().into_response(),
         };
         *response.status_mut() = self.status;
+        response.extensions_mut().insert(ShownError {
+            status: self.status,
+            message: self.message.clone(),
+        });
         response
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        self.page("/mail", "Back to the inbox")
     }
 }
 

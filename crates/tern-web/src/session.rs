@@ -214,6 +214,16 @@ pub async fn require_tls(State(app): State<AppState>, request: Request, next: Ne
     if crate::autoconfig::served_over_plain_http(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
+    // A script calling the API over plain HTTP has already sent its token in the
+    // clear: a redirect would hide that and the script would go on doing it. Refuse, so
+    // it is fixed to use https://.
+    if request.uri().path().starts_with(crate::api::PREFIX) {
+        return crate::api::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the API is served over HTTPS only: call https://; the token sent may have been seen, so revoke it and make a new one",
+        )
+        .into_response();
+    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -260,14 +270,13 @@ pub async fn csrf_guard(State(app): State<AppState>, request: Request, next: Nex
     if crate::autodiscover::is_pox_post(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    // A script calling the JSON API: `Authorization: Bearer` and no session cookie. It
-    // cannot be forged cross-site: a browser never adds an Authorization header on its
-    // own (only a page's script can, and a script of another site would need a CORS
-    // preflight this server never grants), and without the cookie it carries no
-    // session to abuse. The API checks the token itself; elsewhere it is what it is, a
-    // request without a session (which a non-browser client could send with any Origin
-    // it likes anyway).
-    if crate::api::auth::bearer(request.headers()).is_some() && !has_session_cookie(request.headers()) {
+    // A call of the JSON API without a session cookie: the API takes only bearer
+    // tokens (`Authorization: Bearer`), which a browser never adds on its own (only a
+    // page's script can, and a script of another site would need a CORS preflight this
+    // server never grants), and without the cookie the request carries no session to
+    // abuse. So it cannot be forged cross-site, and the API answers it itself (a JSON
+    // 401 when the token is missing) rather than this guard.
+    if request.uri().path().starts_with(crate::api::PREFIX) && !has_session_cookie(request.headers()) {
         return next.run(request).await;
     }
     if !same_origin(request.headers()) {

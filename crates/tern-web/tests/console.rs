@@ -261,10 +261,13 @@ async fn an_administrator_sees_every_page_in_the_frame() {
         page.contains("example.test. 3600 IN MX 10 mail.example.test."),
         "{page}"
     );
-    // Something not there is a 404 page, not an empty one.
-    assert_eq!(
-        get(&site, "/admin/domains/nowhere.test", &admin.cookie).await.status,
-        StatusCode::NOT_FOUND
+    // Something not there is a 404 page, not an empty one, leading back to the console.
+    let missing = get(&site, "/admin/domains/nowhere.test", &admin.cookie).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains(r#"href="/admin">Back to the console"#) && missing.body.contains("nowhere.test"),
+        "{}",
+        missing.body
     );
     assert_eq!(
         get(&site, "/admin/users?domain=nowhere.test", &admin.cookie)

@@ -197,8 +197,7 @@ async fn remove(
     ApiToken(token): ApiToken,
     PathParams(address): PathParams<String>,
 ) -> ApiResult<Response> {
-    let account = app.store.account(&address).await?;
-    app.store.delete_account(&account.address).await?;
+    let account = tern_admin::users::remove(app.store.as_ref(), &address).await?;
     app.sessions.remove_account(account.id, None);
     tracing::info!(token = %token, user = %account.address, "API: account deleted");
     done()

@@ -48,6 +48,15 @@ pub fn routes() -> Router<AppState> {
         .merge(queue::routes())
         .merge(health::routes())
         .merge(tokens::routes())
+        .layer(axum::middleware::map_response(back_to_the_console))
+}
+
+/// An error page from a console handler leads back to the console, not to the inbox.
+async fn back_to_the_console(response: axum::response::Response) -> axum::response::Response {
+    match response.extensions().get::<page::ShownError>() {
+        Some(shown) => WebError::new(shown.status, shown.message.clone()).page("/admin", "Back to the console"),
+        None => response,
+    }
 }
 
 /// A logged-in administrator: what every console handler takes. No session: the login

@@ -163,7 +163,7 @@ pub async fn user(data: DataDir<'_>, cmd: UserCommand) -> Result<()> {
                         human_size(a.used)
                     );
                 }
-                store.delete_account(&email).await?;
+                users::remove(&store, &email).await?;
                 println!("Removed {} and its mail.", a.address);
             }
             UserCommand::Import { file, json } => {
