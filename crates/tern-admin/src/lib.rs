@@ -79,6 +79,20 @@ pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A CSV file and its first line, the column names: trimmed fields, lines of any
+/// length (a missing trailing column is empty, not an error).
+pub(crate) fn open_csv<R: std::io::Read>(input: R) -> Result<(csv::Reader<R>, csv::StringRecord)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let headers = reader
+        .headers()
+        .map_err(|e| AdminError::Invalid(format!("the CSV file cannot be read: {e}")))?
+        .clone();
+    Ok((reader, headers))
+}
+
 /// The domain part of an address, lower-cased.
 pub fn domain_of(address: &str) -> String {
     address.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase()

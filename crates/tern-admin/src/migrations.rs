@@ -218,14 +218,7 @@ pub struct Mailbox {
 /// IMAP migrations use): a first line naming `EmailAddress,UserName,Password`, and
 /// optionally `UserRoot`.
 pub fn parse_csv(input: impl Read) -> Result<Vec<Mailbox>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(input);
-    let headers = reader
-        .headers()
-        .map_err(|e| AdminError::Invalid(format!("the CSV file cannot be read: {e}")))?
-        .clone();
+    let (mut reader, headers) = crate::open_csv(input)?;
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(email), Some(user)) = (col("EmailAddress"), col("UserName")) else {
         return Err(AdminError::Invalid(

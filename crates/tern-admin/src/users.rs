@@ -142,14 +142,7 @@ pub struct Import {
 /// hosted) is reported and the others go on, so an import can be run again after
 /// fixing the file: the lines already made are skipped as "in use".
 pub async fn import_csv(store: &dyn Store, input: impl Read) -> Result<Import> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(input);
-    let headers = reader
-        .headers()
-        .map_err(|e| AdminError::Invalid(format!("the CSV file cannot be read: {e}")))?
-        .clone();
+    let (mut reader, headers) = crate::open_csv(input)?;
     let col = |names: &[&str]| {
         headers
             .iter()

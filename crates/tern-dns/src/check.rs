@@ -88,15 +88,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every finding: each resolver's, then the differences between them.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.reports.iter().flat_map(|r| &r.findings).chain(&self.differences)
+    }
+
     /// The worst status of any finding.
     pub fn worst(&self) -> Status {
-        self.reports
-            .iter()
-            .flat_map(|r| &r.findings)
-            .chain(&self.differences)
-            .map(|f| f.status)
-            .max()
-            .unwrap_or(Status::Ok)
+        self.findings().map(|f| f.status).max().unwrap_or(Status::Ok)
+    }
+
+    /// How many findings have this status.
+    pub fn count(&self, status: Status) -> usize {
+        self.findings().filter(|f| f.status == status).count()
     }
 }
 
@@ -164,6 +168,23 @@ pub async fn check_with(plan: &DomainPlan, migrating: bool, lookups: &[Lookup]) 
         reports,
         differences,
     }
+}
+
+/// Checks a hosted domain as `tern dns check`, the console and the API do: its plan
+/// from the store (addresses looked up through the first resolver when none are
+/// configured), its MX judged by whether the domain is still migrating (its mail not
+/// accepted here yet), then every resolver asked. An error only when the domain is not
+/// hosted here or the store fails.
+pub async fn check_hosted(
+    store: &dyn tern_store::Store,
+    domain: &str,
+    endpoints: tern_net::endpoints::ClientEndpoints,
+    public_addresses: &[IpAddr],
+    lookups: &[Lookup],
+) -> Result<Report, tern_store::StoreError> {
+    let plan = DomainPlan::load(store, domain, endpoints, public_addresses, lookups.first()).await?;
+    let migrating = store.domain_receiving(&plan.domain).await? == Some(false);
+    Ok(check_with(&plan, migrating, lookups).await)
 }
 
 /// Checks that send mail or clients somewhere when resolvers disagree.

@@ -117,6 +117,8 @@ pub fn server_text(reason: &str) -> String {
         }
     }
     // The code, when async-imap split it off: `code: Some(AuthenticationFailed)`.
+    // The message goes on after it ("...: TEXT; check the user name ..."): no full stop.
+    let text = text.trim_end().trim_end_matches('.').to_string();
     match reason.strip_prefix("code: Some(").and_then(|r| r.split_once(')')) {
         Some((code, _)) if !text.starts_with('[') => format!("[{}] {text}", code.to_ascii_uppercase()),
         _ => text,
@@ -140,11 +142,11 @@ mod server_text_tests {
     fn the_servers_words_are_kept_and_the_debug_wrapping_dropped() {
         assert_eq!(
             server_text(r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#),
-            "[AUTHENTICATIONFAILED] Authentication failed."
+            "[AUTHENTICATIONFAILED] Authentication failed"
         );
         assert_eq!(
             server_text(r#"code: Some(AuthenticationFailed), info: Some("Authentication \"failed\".")"#),
-            "[AUTHENTICATIONFAILED] Authentication \"failed\"."
+            "[AUTHENTICATIONFAILED] Authentication \"failed\""
         );
         assert_eq!(server_text("plain words"), "plain words");
     }

@@ -223,11 +223,14 @@ async fn dns_check(
     PathParams(domain): PathParams<String>,
 ) -> ApiResult<Response> {
     let lookup = lookup(&app)?;
-    let plan = plan(&app, &domain, &lookup).await?;
-    // While the domain's mail still goes to the old provider, its MX pointing there is
-    // expected.
-    let migrating = app.store.domain_receiving(&plan.domain).await? == Some(false);
-    let report = tern_dns::check::check_with(&plan, migrating, &[lookup]).await;
+    let report = tern_dns::check::check_hosted(
+        app.store.as_ref(),
+        &domain,
+        app.endpoints(),
+        &app.config.public_addresses,
+        &[lookup],
+    )
+    .await?;
     json(StatusCode::OK, &report)
 }
 

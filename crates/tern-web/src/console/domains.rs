@@ -316,26 +316,14 @@ async fn dns(State(app): State<AppState>, admin: Admin, Path(domain): Path<Strin
     let store = app.store.as_ref();
     let lookup = Lookup::servers(&app.config.nameservers)
         .map_err(|e| WebError::internal(format!("No DNS resolver can be used ({e}); check [dns] nameservers.")))?;
-    let plan = DomainPlan::load(
-        store,
-        &domain,
-        app.endpoints(),
-        &app.config.public_addresses,
-        Some(&lookup),
-    )
-    .await
-    .map_err(store_error)?;
-    // While the domain's mail still goes to the old provider its MX pointing there is
-    // expected.
-    let migrating = store.domain_receiving(&plan.domain).await.map_err(store_error)? == Some(false);
-    let report = tern_dns::check::check_with(&plan, migrating, &[lookup]).await;
-    let all: Vec<&Finding> = report
-        .reports
-        .iter()
-        .flat_map(|r| &r.findings)
-        .chain(&report.differences)
-        .collect();
-    let count = |s: Status| all.iter().filter(|f| f.status == s).count();
+    let report =
+        tern_dns::check::check_hosted(store, &domain, app.endpoints(), &app.config.public_addresses, &[lookup])
+            .await
+            .map_err(store_error)?;
+    // Said on the page: while the domain's mail still goes to the old provider, its MX
+    // pointing there is expected.
+    let migrating = store.domain_receiving(&report.domain).await.map_err(store_error)? == Some(false);
+    let count = |s: Status| report.count(s);
     Ok(page::render(&DnsPage {
         frame: admin.frame(&app, "domains", ""),
         counts: (count(Status::Ok), count(Status::Warning), count(Status::Error)),

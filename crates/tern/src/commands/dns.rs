@@ -28,32 +28,23 @@ pub async fn run(data: DataDir<'_>, cmd: DnsCommand) -> Result<()> {
             } else {
                 Lookup::for_servers(&resolver).map_err(|e| anyhow::anyhow!("--resolver {e}"))?
             };
-            let (plan, migrating) = {
+            let endpoints = endpoints(&config);
+            let report = {
                 let store = data.open_store()?;
-                let result = async {
-                    let plan = plan(&store, &config, &domain, lookups.first()).await?;
-                    // While the domain's mail still goes to the old provider its MX
-                    // pointing there is expected.
-                    let migrating = store.domain_receiving(&plan.domain).await? == Some(false);
-                    anyhow::Ok((plan, migrating))
-                }
-                .await;
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                let report =
+                    tern_dns::check::check_hosted(&store, &domain, endpoints, &config.dns.public_addresses, &lookups)
+                        .await
+                        .with_context(|| format!("{domain} is not hosted here (tern domain add {domain})"));
                 store.close().await?;
-                result?
+                report?
             };
-            let report = tern_dns::check::check_with(&plan, migrating, &lookups).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_report(&report);
             }
-            let errors = report
-                .reports
-                .iter()
-                .flat_map(|r| &r.findings)
-                .chain(&report.differences)
-                .filter(|f| f.status == Status::Error)
-                .count();
+            let errors = report.count(Status::Error);
             if errors > 0 {
                 bail!("{errors} error(s) in the DNS of {}", report.domain);
             }
@@ -72,13 +63,17 @@ async fn plan(
     lookup: Option<&Lookup>,
 ) -> Result<DomainPlan> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let endpoints = tern_net::endpoints::ClientEndpoints::from_services(
-        &config.hostname,
-        config.listen.services().iter().map(|(name, _, addrs)| (*name, *addrs)),
-    );
-    DomainPlan::load(store, &domain, endpoints, &config.dns.public_addresses, lookup)
+    DomainPlan::load(store, &domain, endpoints(config), &config.dns.public_addresses, lookup)
         .await
         .with_context(|| format!("{domain} is not hosted here (tern domain add {domain})"))
+}
+
+/// Where clients reach this server, as the config says.
+fn endpoints(config: &tern::config::Config) -> tern_net::endpoints::ClientEndpoints {
+    tern_net::endpoints::ClientEndpoints::from_services(
+        &config.hostname,
+        config.listen.services().iter().map(|(name, _, addrs)| (*name, *addrs)),
+    )
 }
 
 fn print_report(report: &tern_dns::check::Report) {
@@ -95,18 +90,11 @@ fn print_report(report: &tern_dns::check::Report) {
             print_finding(f);
         }
     }
-    let all: Vec<&Finding> = report
-        .reports
-        .iter()
-        .flat_map(|r| &r.findings)
-        .chain(&report.differences)
-        .collect();
-    let count = |s: Status| all.iter().filter(|f| f.status == s).count();
     println!(
         "\n{} ok, {} warning(s), {} error(s).",
-        count(Status::Ok),
-        count(Status::Warning),
-        count(Status::Error)
+        report.count(Status::Ok),
+        report.count(Status::Warning),
+        report.count(Status::Error)
     );
 }
 
