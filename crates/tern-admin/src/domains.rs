@@ -65,7 +65,7 @@ pub async fn delete_dkim_key(store: &dyn Store, domain: &str, selector: &str) ->
     let keys = store.dkim_keys(Some(&domain)).await?;
     match keys.iter().find(|k| k.selector == selector) {
         Some(k) if k.active => Err(AdminError::Invalid(format!(
-            "key {selector} of {domain} is still signing mail; rotate the keys first"
+            "key {selector} of {domain} is still signing mail; rotate the keys first (`tern domain dkim {domain} --rotate`)"
         ))),
         _ => Ok(store.delete_dkim_key(&domain, selector).await?),
     }

@@ -195,7 +195,7 @@ pub async fn remove(store: &dyn Store, address: &str) -> Result<()> {
     let m = store.migration(address).await?;
     if effective_phase(&parse_request(&m), &parse_progress(&m)) == Phase::Running {
         return Err(AdminError::Invalid(format!(
-            "a pass is running for {address}; cancel it first"
+            "a pass is running for {address}; cancel it first (`tern migrate cancel --user {address}`)"
         )));
     }
     Ok(store.delete_migration(m.id).await?)
@@ -253,14 +253,13 @@ pub async fn add(store: &dyn Store, secrets: &SecretBox, source: &str, mailboxes
     for mb in mailboxes {
         if mb.credential.is_none() && !admin_login {
             return Err(AdminError::Invalid(format!(
-                "{}: no password; give one, or add the source with an administrator login",
+                "{}: no password; give the mailbox's (--password-stdin, or a Password column), or add the source with an administrator login (--admin-user)",
                 mb.address
             )));
         }
-        let account = store
-            .account(&mb.address)
-            .await
-            .map_err(|_| AdminError::NotFound(format!("{}: create the Tern account first", mb.address)))?;
+        let account = store.account(&mb.address).await.map_err(|_| {
+            AdminError::NotFound(format!("{}: create the Tern account first (tern user add)", mb.address))
+        })?;
         accounts.push(account);
     }
     for (mb, account) in mailboxes.iter().zip(accounts) {

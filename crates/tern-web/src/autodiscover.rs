@@ -238,33 +238,40 @@ fn on(b: bool) -> &'static str {
 /// same credentials).
 pub fn pox_settings(endpoints: &ClientEndpoints, target: &Target) -> Vec<u8> {
     let login = target.address.clone().unwrap_or_default();
+    pox_answer("settings", |w| {
+        w.create_element("Response")
+            .with_attribute(("xmlns", OUTLOOK_RESPONSE_SCHEMA))
+            .write_inner_content(|w| {
+                w.create_element("Account").write_inner_content(|w| {
+                    text_element(w, "AccountType", "email")?;
+                    text_element(w, "Action", "settings")?;
+                    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Submission] {
+                        if let Some(e) = endpoints.preferred(protocol) {
+                            pox_protocol(w, &endpoints.hostname, e, &login)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// A POX answer: the XML declaration and the `Autodiscover` root of the response
+/// namespace around what `body` writes. (Writing to memory cannot fail; a failure is
+/// logged and the answer is what was written.)
+fn pox_answer(what: &str, body: impl FnOnce(&mut Writer<Vec<u8>>) -> std::io::Result<()>) -> Vec<u8> {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     let result: std::io::Result<()> = (|| {
         w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
         w.create_element("Autodiscover")
             .with_attribute(("xmlns", RESPONSE_NAMESPACE))
-            .write_inner_content(|w| {
-                w.create_element("Response")
-                    .with_attribute(("xmlns", OUTLOOK_RESPONSE_SCHEMA))
-                    .write_inner_content(|w| {
-                        w.create_element("Account").write_inner_content(|w| {
-                            text_element(w, "AccountType", "email")?;
-                            text_element(w, "Action", "settings")?;
-                            for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Submission] {
-                                if let Some(e) = endpoints.preferred(protocol) {
-                                    pox_protocol(w, &endpoints.hostname, e, &login)?;
-                                }
-                            }
-                            Ok(())
-                        })?;
-                        Ok(())
-                    })?;
-                Ok(())
-            })?;
+            .write_inner_content(body)?;
         Ok(())
     })();
     if let Err(e) = result {
-        tracing::warn!(error = %e, "autodiscover: cannot write the answer");
+        tracing::warn!(error = %e, answer = what, "autodiscover: cannot write the answer");
     }
     w.into_inner()
 }
@@ -304,32 +311,21 @@ fn pox_protocol(w: &mut Writer<Vec<u8>>, host: &str, e: Endpoint, login: &str) -
 /// hash of nothing secret: the code), a code and a message.
 pub fn pox_error(error: PoxError) -> Vec<u8> {
     let now = chrono::Utc::now().format("%H:%M:%S%.6f").to_string();
-    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
-    let result: std::io::Result<()> = (|| {
-        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
-        w.create_element("Autodiscover")
-            .with_attribute(("xmlns", RESPONSE_NAMESPACE))
-            .write_inner_content(|w| {
-                w.create_element("Response").write_inner_content(|w| {
-                    w.create_element("Error")
-                        .with_attribute(("Time", now.as_str()))
-                        .with_attribute(("Id", error.code().to_string().as_str()))
-                        .write_inner_content(|w| {
-                            text_element(w, "ErrorCode", &error.code().to_string())?;
-                            text_element(w, "Message", error.message())?;
-                            w.create_element("DebugData").write_empty()?;
-                            Ok(())
-                        })?;
+    pox_answer("error", |w| {
+        w.create_element("Response").write_inner_content(|w| {
+            w.create_element("Error")
+                .with_attribute(("Time", now.as_str()))
+                .with_attribute(("Id", error.code().to_string().as_str()))
+                .write_inner_content(|w| {
+                    text_element(w, "ErrorCode", &error.code().to_string())?;
+                    text_element(w, "Message", error.message())?;
+                    w.create_element("DebugData").write_empty()?;
                     Ok(())
                 })?;
-                Ok(())
-            })?;
+            Ok(())
+        })?;
         Ok(())
-    })();
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "autodiscover: cannot write the error answer");
-    }
-    w.into_inner()
+    })
 }
 
 // --- Autodiscover v2 (JSON) ------------------------------------------------------------------

@@ -17,12 +17,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Quickstart, ok, tern, tern_stdin};
+use common::{Quickstart, Screenshots, ok, tern, tern_stdin};
 use tern_store::{NewQueueEntry, Store};
-use tern_testkit::browser::{self, Output};
+use tern_testkit::browser::Output;
 use tern_testkit::dovecot::Dovecot;
 use tern_testkit::migration_corpus::{self, CorpusSpec};
 
@@ -183,23 +183,7 @@ fn browse(setup: &Setup, script: &str, screenshots: Option<&Path>) -> Output {
         ("BOB_PASSWORD", BOB_PASSWORD),
         ("CSV", csv.to_str().unwrap()),
     ];
-    let mut chromium = browser::require().with_timeout(Duration::from_secs(300));
-    if let Some(dir) = screenshots {
-        chromium = chromium.with_screenshots(dir);
-    }
-    let output = chromium
-        .run(&path, &env)
-        .unwrap_or_else(|e| panic!("{e}\n--- the end of tern's log:\n{}", server.log_tail(40)));
-    let console: Vec<&String> = output.console.iter().filter(|c| !provoked(c)).collect();
-    assert!(
-        console.is_empty() && output.csp_violations.is_empty() && output.page_errors.is_empty(),
-        "{script}: the pages said more than expected\nconsole errors: {console:#?}\nCSP violations: {:#?}\n\
-         page errors: {:#?}\nsteps: {:#?}",
-        output.csp_violations,
-        output.page_errors,
-        output.steps
-    );
-    output
+    server.browse(&path, &env, Duration::from_secs(300), screenshots, provoked)
 }
 
 /// Every page and action of the console, as an administrator uses them.
@@ -249,21 +233,10 @@ fn an_administrator_runs_the_installation_from_the_console() {
 #[test]
 fn screenshots() {
     let setup = setup();
-    let update = std::env::var_os("TERN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let scratch = tempfile::tempdir().unwrap();
-    let dir: PathBuf = if update {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-    } else {
-        scratch.path().to_path_buf()
-    };
-    let output = browse(&setup, "screenshots.mjs", Some(&dir));
-    let names: Vec<String> = output
-        .screenshots
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let shots = Screenshots::new();
+    let output = browse(&setup, "screenshots.mjs", Some(&shots.dir));
     assert_eq!(
-        names,
+        Screenshots::taken(&output),
         [
             "admin-dashboard.png",
             "admin-domains.png",

@@ -16,11 +16,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::Quickstart;
-use tern_testkit::browser::{self, Output};
+use common::{Quickstart, Screenshots};
+use tern_testkit::browser::Output;
 
 const BOB: &str = "bob@example.test";
 const BOB_PASSWORD: &str = "bob-password-1234";
@@ -57,27 +57,9 @@ fn browse(server: &Quickstart, script: &str, screenshots: Option<&Path>) -> Outp
         ("BOB", BOB),
         ("BOB_PASSWORD", BOB_PASSWORD),
     ];
-    let mut chromium = browser::require().with_timeout(Duration::from_secs(240));
-    if let Some(dir) = screenshots {
-        chromium = chromium.with_screenshots(dir);
-    }
-    let output = chromium
-        .run(&path, &env)
-        .unwrap_or_else(|e| panic!("{e}\n--- the end of tern's log:\n{}", server.log_tail(40)));
-    let console: Vec<&String> = output
-        .console
-        .iter()
-        .filter(|c| !REFUSED.iter().any(|r| c.contains(r)))
-        .collect();
-    assert!(
-        console.is_empty() && output.csp_violations.is_empty() && output.page_errors.is_empty(),
-        "{script}: the pages said more than expected\nconsole errors: {console:#?}\nCSP violations: {:#?}\n\
-         page errors: {:#?}\nsteps: {:#?}",
-        output.csp_violations,
-        output.page_errors,
-        output.steps
-    );
-    output
+    server.browse(&path, &env, Duration::from_secs(240), screenshots, |c| {
+        REFUSED.iter().any(|r| c.contains(r))
+    })
 }
 
 /// From the login page to the steps of every mail app, the downloads, the password
@@ -96,21 +78,10 @@ fn setup_page_each_app_profiles_and_password_check() {
 #[test]
 fn screenshots() {
     let server = server();
-    let update = std::env::var_os("TERN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let scratch = tempfile::tempdir().unwrap();
-    let dir: PathBuf = if update {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-    } else {
-        scratch.path().to_path_buf()
-    };
-    let output = browse(&server, "screenshots.mjs", Some(&dir));
-    let names: Vec<String> = output
-        .screenshots
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let shots = Screenshots::new();
+    let output = browse(&server, "screenshots.mjs", Some(&shots.dir));
     assert_eq!(
-        names,
+        Screenshots::taken(&output),
         [
             "setup-start.png",
             "setup-iphone.png",

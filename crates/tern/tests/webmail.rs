@@ -18,11 +18,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::Quickstart;
-use tern_testkit::browser::{self, Output};
+use common::{Quickstart, Screenshots};
+use tern_testkit::browser::Output;
 
 const BOB: &str = "bob@example.test";
 const BOB_PASSWORD: &str = "bob-password-1234";
@@ -69,30 +69,9 @@ fn browse(
         ("BOB_PASSWORD", BOB_PASSWORD),
         ("XSS_CORPUS", corpus.to_str().unwrap()),
     ];
-    let mut chromium = browser::require().with_timeout(timeout);
-    if let Some(dir) = screenshots {
-        chromium = chromium.with_screenshots(dir);
-    }
-    let output = chromium
-        .run(&path, &env)
-        .unwrap_or_else(|e| panic!("{e}\n--- the end of tern's log:\n{}", server.log_tail(40)));
-    let unexpected = |items: &[String], allowed: &[&str]| -> Vec<String> {
-        items
-            .iter()
-            .filter(|i| !allowed.iter().any(|a| i.contains(a)))
-            .cloned()
-            .collect()
-    };
-    let console = unexpected(&output.console, allowed.console);
-    assert!(
-        console.is_empty() && output.csp_violations.is_empty() && output.page_errors.is_empty(),
-        "{script}: the pages said more than expected\nconsole errors: {console:#?}\nCSP violations: {:#?}\n\
-         page errors: {:#?}\nsteps: {:#?}",
-        output.csp_violations,
-        output.page_errors,
-        output.steps
-    );
-    output
+    server.browse(&path, &env, timeout, screenshots, |c| {
+        allowed.console.iter().any(|a| c.contains(a))
+    })
 }
 
 /// A failed login or a refused request is a console error in Chromium ("Failed to load
@@ -223,28 +202,16 @@ fn xss_corpus_opened_in_webmail() {
 #[test]
 fn screenshots() {
     let server = server();
-    // Into docs/screenshots/ only when asked, so a test run leaves the tree clean.
-    let update = std::env::var_os("TERN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let scratch = tempfile::tempdir().unwrap();
-    let dir: PathBuf = if update {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-    } else {
-        scratch.path().to_path_buf()
-    };
+    let shots = Screenshots::new();
     let output = browse(
         &server,
         "screenshots.mjs",
         Duration::from_secs(300),
-        Some(&dir),
+        Some(&shots.dir),
         Allowed::default(),
     );
-    let names: Vec<String> = output
-        .screenshots
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
     assert_eq!(
-        names,
+        Screenshots::taken(&output),
         [
             "login.png",
             "settings.png",

@@ -11,14 +11,7 @@ use crate::cli::QueueCommand;
 pub async fn dkim(store: &dyn Store, domain: &str, rotate: bool, delete: Option<String>) -> Result<()> {
     let domain = store.domain(domain).await?.name;
     if let Some(selector) = delete {
-        tern_admin::domains::delete_dkim_key(store, &domain, &selector)
-            .await
-            .map_err(|e| match e {
-                tern_admin::AdminError::Invalid(_) => anyhow::anyhow!(
-                    "key {selector} of {domain} is still signing mail; rotate first (`tern domain dkim {domain} --rotate`)"
-                ),
-                other => other.into(),
-            })?;
+        tern_admin::domains::delete_dkim_key(store, &domain, &selector).await?;
         println!("Deleted DKIM key {selector} of {domain}; remove its DNS record too.");
         return Ok(());
     }

@@ -167,14 +167,7 @@ pub async fn run(data: DataDir<'_>, cmd: MigrateCommand) -> Result<()> {
         }
         MigrateCommand::Remove { email } => {
             with_store(&data, |store| async move {
-                tern_admin::migrations::remove(&store, &email)
-                    .await
-                    .map_err(|e| match e {
-                        tern_admin::AdminError::Invalid(_) => {
-                            anyhow!("a pass is running for {email}; `tern migrate cancel --user {email}` first")
-                        }
-                        other => other.into(),
-                    })?;
+                tern_admin::migrations::remove(&store, &email).await?;
                 println!("Forgot the migration of {email}; its copied mail stays.");
                 Ok(())
             })
@@ -335,18 +328,7 @@ async fn add(
         }
     };
     let secrets = SecretBox::open_or_create(key)?;
-    let n = tern_admin::migrations::add(store, &secrets, &args.source, &mailboxes)
-        .await
-        .map_err(|e| match e {
-            tern_admin::AdminError::Invalid(m) if m.contains("no password") => anyhow!(
-                "{}; pass --password-stdin (or a Password column), or add the source with --admin-user",
-                m.split(';').next().unwrap_or(&m)
-            ),
-            tern_admin::AdminError::NotFound(m) if m.contains("create the Tern account") => {
-                anyhow!("{m} (tern user add)")
-            }
-            other => other.into(),
-        })?;
+    let n = tern_admin::migrations::add(store, &secrets, &args.source, &mailboxes).await?;
     println!(
         "Added {n} mailbox(es) from {}. Start copying with `tern migrate start`.",
         args.source

@@ -169,3 +169,68 @@ impl Drop for Quickstart {
         let _ = self.child.wait();
     }
 }
+
+impl Quickstart {
+    /// Runs the browser script at `script` (an ES module, tern_testkit::browser) with
+    /// `env`. Panics with everything the run saw, and the end of the server's log, if
+    /// it fails, or if a page threw, broke its Content-Security-Policy, or logged a
+    /// console error that `provoked` (the refusals the script causes on purpose) does
+    /// not account for.
+    pub fn browse(
+        &self,
+        script: &Path,
+        env: &[(&str, &str)],
+        timeout: Duration,
+        screenshots: Option<&Path>,
+        provoked: impl Fn(&str) -> bool,
+    ) -> tern_testkit::browser::Output {
+        let mut chromium = tern_testkit::browser::require().with_timeout(timeout);
+        if let Some(dir) = screenshots {
+            chromium = chromium.with_screenshots(dir);
+        }
+        let output = chromium
+            .run(script, env)
+            .unwrap_or_else(|e| panic!("{e}\n--- the end of tern's log:\n{}", self.log_tail(40)));
+        let console: Vec<&String> = output.console.iter().filter(|c| !provoked(c)).collect();
+        assert!(
+            console.is_empty() && output.csp_violations.is_empty() && output.page_errors.is_empty(),
+            "{}: the pages said more than expected\nconsole errors: {console:#?}\nCSP violations: {:#?}\n\
+             page errors: {:#?}\nsteps: {:#?}",
+            script.display(),
+            output.csp_violations,
+            output.page_errors,
+            output.steps
+        );
+        output
+    }
+}
+
+/// Where a screenshot test writes: docs/screenshots/ only with
+/// `TERN_UPDATE_SCREENSHOTS=1`, so a test run leaves the tree clean; a scratch folder
+/// otherwise (removed with this).
+pub struct Screenshots {
+    pub dir: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Screenshots {
+    pub fn new() -> Screenshots {
+        let scratch = tempfile::tempdir().unwrap();
+        let update = std::env::var_os("TERN_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
+        let dir = if update {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+        } else {
+            scratch.path().to_path_buf()
+        };
+        Screenshots { dir, _scratch: scratch }
+    }
+
+    /// The file names of the screenshots a run took, in order.
+    pub fn taken(output: &tern_testkit::browser::Output) -> Vec<String> {
+        output
+            .screenshots
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+}
