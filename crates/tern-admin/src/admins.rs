@@ -4,18 +4,15 @@
 
 use tern_store::Store;
 
-use crate::{AdminError, Result};
+use crate::{AdminError, Result, load_json, update_json};
 
 /// The setting holding the administrators' addresses (a JSON array).
 pub const SETTING: &str = "admin/accounts";
+const WHAT: &str = "the stored administrators";
 
 /// The administrators' addresses, sorted.
 pub async fn list(store: &dyn Store) -> Result<Vec<String>> {
-    Ok(match store.setting(SETTING).await? {
-        Some(json) => serde_json::from_str(&json)
-            .map_err(|e| AdminError::Internal(format!("the stored list of administrators is unreadable: {e}")))?,
-        None => Vec::new(),
-    })
+    load_json(store, SETTING, WHAT).await
 }
 
 /// Whether this address may use the console.
@@ -26,32 +23,31 @@ pub async fn is_admin(store: &dyn Store, address: &str) -> Result<bool> {
 /// Makes an existing account an administrator.
 pub async fn grant(store: &dyn Store, address: &str) -> Result<String> {
     let account = store.account(address).await?;
-    let mut admins = list(store).await?;
-    if !admins.iter().any(|a| a.eq_ignore_ascii_case(&account.address)) {
-        admins.push(account.address.clone());
-        admins.sort();
-        save(store, &admins).await?;
-    }
+    update_json(store, SETTING, WHAT, |admins: &mut Vec<String>| {
+        if !admins.iter().any(|a| a.eq_ignore_ascii_case(&account.address)) {
+            admins.push(account.address.clone());
+            admins.sort();
+        }
+        Ok(())
+    })
+    .await?;
     Ok(account.address)
 }
 
 /// Takes the role away. The last administrator stays (the console would be locked).
 pub async fn revoke(store: &dyn Store, address: &str) -> Result<()> {
-    let mut admins = list(store).await?;
-    let before = admins.len();
-    admins.retain(|a| !a.eq_ignore_ascii_case(address));
-    if admins.len() == before {
-        return Err(AdminError::NotFound(format!("{address} is not an administrator")));
-    }
-    if admins.is_empty() {
-        return Err(AdminError::Invalid(format!(
-            "{address} is the last administrator; make someone else one first"
-        )));
-    }
-    save(store, &admins).await
-}
-
-async fn save(store: &dyn Store, admins: &[String]) -> Result<()> {
-    let json = serde_json::to_string(admins).map_err(|e| AdminError::Internal(e.to_string()))?;
-    Ok(store.set_setting(SETTING, Some(&json)).await?)
+    update_json(store, SETTING, WHAT, |admins: &mut Vec<String>| {
+        let before = admins.len();
+        admins.retain(|a| !a.eq_ignore_ascii_case(address));
+        if admins.len() == before {
+            return Err(AdminError::NotFound(format!("{address} is not an administrator")));
+        }
+        if admins.is_empty() {
+            return Err(AdminError::Invalid(format!(
+                "{address} is the last administrator; make someone else one first"
+            )));
+        }
+        Ok(())
+    })
+    .await
 }

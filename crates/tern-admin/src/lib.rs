@@ -79,6 +79,46 @@ pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A setting holding JSON (`None`, absent: the type's default); `what` names it in
+/// the error when it cannot be read.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned + Default>(stored: Option<&str>, what: &str) -> Result<T> {
+    match stored {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| AdminError::Internal(format!("{what} are unreadable: {e}")))
+        }
+        None => Ok(T::default()),
+    }
+}
+
+/// Reads a JSON setting (see [`parse_json`]).
+pub(crate) async fn load_json<T: serde::de::DeserializeOwned + Default>(
+    store: &dyn tern_store::Store,
+    key: &str,
+    what: &str,
+) -> Result<T> {
+    parse_json(store.setting(key).await?.as_deref(), what)
+}
+
+/// Changes a JSON setting with `change`, which may refuse; a concurrent change is never
+/// undone (`tern_store::setting::update`): `change` then runs again on the newer value.
+pub(crate) async fn update_json<T, R>(
+    store: &dyn tern_store::Store,
+    key: &str,
+    what: &str,
+    mut change: impl FnMut(&mut T) -> Result<R>,
+) -> Result<R>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Default,
+{
+    tern_store::setting::update(store, key, |stored| {
+        let mut value: T = parse_json(stored, what)?;
+        let result = change(&mut value)?;
+        let json = serde_json::to_string(&value).map_err(|e| AdminError::Internal(e.to_string()))?;
+        Ok((Some(json), result))
+    })
+    .await
+}
+
 /// A CSV file and its first line, the column names: trimmed fields, lines of any
 /// length (a missing trailing column is empty, not an error).
 pub(crate) fn open_csv<R: std::io::Read>(input: R) -> Result<(csv::Reader<R>, csv::StringRecord)> {

@@ -197,10 +197,25 @@ async fn administrators_are_granted_and_the_last_one_stays() {
     ));
 }
 
+fn named(name: &str) -> tokens::NewToken {
+    tokens::NewToken {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// The name of the token a check found live, if it did.
+async fn live(store: &EmbeddedStore, secret: &str) -> Option<String> {
+    match tokens::authenticate(store, secret).await.unwrap() {
+        tokens::Checked::Valid(t) => Some(t.name),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn tokens_are_shown_once_kept_as_hashes_and_revocable() {
     let (_dir, store) = store();
-    let secret = tokens::create(&store, "backup-script", "alice@example.org")
+    let secret = tokens::create(&store, &named("backup-script"), "alice@example.org")
         .await
         .unwrap();
     assert!(secret.starts_with(tokens::PREFIX) && secret.len() == tokens::PREFIX.len() + 64);
@@ -212,31 +227,138 @@ async fn tokens_are_shown_once_kept_as_hashes_and_revocable() {
     let listed = serde_json::to_string(&tokens::list(&store).await.unwrap()).unwrap();
     assert!(!listed.contains("sha256"), "the hash is not listed: {listed}");
 
-    assert_eq!(
-        tokens::authenticate(&store, &secret).await.unwrap().as_deref(),
-        Some("backup-script")
-    );
-    assert!(tokens::list(&store).await.unwrap()[0].last_used.is_some());
+    assert_eq!(live(&store, &secret).await.as_deref(), Some("backup-script"));
+    let token = &tokens::list(&store).await.unwrap()[0];
+    assert!(token.last_used.is_some());
+    assert_eq!((token.access, token.expires), (tokens::Access::Full, None));
     let mut wrong = secret.clone();
     wrong.pop();
     wrong.push(if secret.ends_with('0') { '1' } else { '0' });
-    assert_eq!(tokens::authenticate(&store, &wrong).await.unwrap(), None);
-    assert_eq!(tokens::authenticate(&store, "Bearer nonsense").await.unwrap(), None);
+    assert_eq!(
+        tokens::authenticate(&store, &wrong).await.unwrap(),
+        tokens::Checked::Unknown
+    );
+    assert_eq!(
+        tokens::authenticate(&store, "Bearer nonsense").await.unwrap(),
+        tokens::Checked::Unknown
+    );
 
     assert!(matches!(
-        tokens::create(&store, "backup-script", "x").await,
+        tokens::create(&store, &named("backup-script"), "x").await,
         Err(AdminError::Invalid(_))
     ));
     assert!(matches!(
-        tokens::create(&store, "bad name!", "x").await,
+        tokens::create(&store, &named("bad name!"), "x").await,
         Err(AdminError::Invalid(_))
     ));
     tokens::revoke(&store, "backup-script").await.unwrap();
-    assert_eq!(tokens::authenticate(&store, &secret).await.unwrap(), None);
+    assert_eq!(live(&store, &secret).await, None);
     assert!(matches!(
         tokens::revoke(&store, "backup-script").await,
         Err(AdminError::NotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn tokens_can_be_read_only_and_expire() {
+    let (_dir, store) = store();
+    let monitor = tokens::NewToken {
+        name: "monitoring".into(),
+        access: tokens::Access::parse("read-only").unwrap(),
+        valid_days: Some(30),
+    };
+    let secret = tokens::create(&store, &monitor, "alice@example.org").await.unwrap();
+    let token = match tokens::authenticate(&store, &secret).await.unwrap() {
+        tokens::Checked::Valid(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(token.access, tokens::Access::ReadOnly);
+    let expires = token.expires.expect("an expiry");
+    assert_eq!(expires - token.created, 30 * 86_400);
+    // Good up to the second before; from then on it is expired, not unknown, so the
+    // script is told to get a new one.
+    assert!(matches!(
+        tokens::authenticate_at(&store, &secret, expires - 1).await.unwrap(),
+        tokens::Checked::Valid(_)
+    ));
+    assert!(matches!(
+        tokens::authenticate_at(&store, &secret, expires).await.unwrap(),
+        tokens::Checked::Expired(t) if t.name == "monitoring"
+    ));
+    for days in [0, tokens::MAX_VALID_DAYS + 1] {
+        let too = tokens::NewToken {
+            valid_days: Some(days),
+            ..named("too")
+        };
+        let refused = tokens::create(&store, &too, "x").await.unwrap_err().to_string();
+        assert!(refused.contains("1 to 3650 days"), "{refused}");
+    }
+    assert!(
+        tokens::Access::parse("admin")
+            .unwrap_err()
+            .to_string()
+            .contains("full or read-only")
+    );
+    // Tokens stored before access and expiry existed keep full access, no expiry.
+    store
+        .set_setting(
+            tokens::SETTING,
+            Some(r#"[{"name":"old","created":1,"created_by":"x","last_used":null,"sha256":"00"}]"#),
+        )
+        .await
+        .unwrap();
+    let old = &tokens::list(&store).await.unwrap()[0];
+    assert_eq!((old.access, old.expires), (tokens::Access::Full, None));
+}
+
+/// Each script's use is noted while tokens are made and revoked: a revoked token must
+/// stay revoked and a new one stay made, whatever the order the writes land in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noting_a_use_never_undoes_a_revocation_or_a_new_token() {
+    let (_dir, store) = store();
+    let store = std::sync::Arc::new(store);
+    let mut secrets = Vec::new();
+    for n in 0..8 {
+        secrets.push(
+            tokens::create(store.as_ref(), &named(&format!("script-{n}")), "x")
+                .await
+                .unwrap(),
+        );
+    }
+    let mut tasks = Vec::new();
+    for (n, secret) in secrets.iter().enumerate() {
+        let (store, secret) = (store.clone(), secret.clone());
+        // Far enough apart that every check writes its last use.
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5 {
+                let at = 1_000_000 + round * 120 + n as i64;
+                tokens::authenticate_at(store.as_ref(), &secret, at).await.unwrap();
+            }
+        }));
+    }
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            tokens::revoke(store.as_ref(), &format!("script-{n}")).await.unwrap();
+            tokens::create(store.as_ref(), &named(&format!("new-{n}")), "x")
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let names: Vec<String> = tokens::list(store.as_ref())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("new-")), "{names:?}");
+    for secret in &secrets {
+        assert_eq!(live(store.as_ref(), secret).await, None);
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@
 //! 4. **Done**: the admin is told, by a message to the domain's postmaster mailbox and
 //!    an event in the domain's go-live history (which the admin console shows).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +127,7 @@ pub struct GoLive {
     pub last_new_mail: Option<i64>,
     /// Per migration (by id), the last pass whose result was looked at (its request
     /// sequence number), so each pass's news counts once.
-    pub seen_passes: std::collections::BTreeMap<i64, u64>,
+    pub seen_passes: BTreeMap<i64, u64>,
     pub deltas: u32,
     pub last_delta: Option<i64>,
     pub finished: Option<i64>,
@@ -182,18 +183,36 @@ impl GoLive {
     }
 }
 
-/// Reads a domain's go-live state (the default when there is none).
-pub async fn load(store: &dyn Store, domain: &str) -> Result<GoLive, StoreError> {
-    Ok(store
-        .setting(&setting_key(domain))
-        .await?
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_default())
+/// A stored go-live state (the default when there is none).
+fn parse(stored: Option<&str>) -> GoLive {
+    stored
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
 }
 
-async fn save(store: &dyn Store, domain: &str, state: &GoLive) -> Result<(), StoreError> {
+/// Reads a domain's go-live state (the default when there is none).
+pub async fn load(store: &dyn Store, domain: &str) -> Result<GoLive, StoreError> {
+    Ok(parse(store.setting(&setting_key(domain)).await?.as_deref()))
+}
+
+/// Writes a domain's state unless it changed since it was read as `read`: the watch's
+/// check takes seconds (DNS), and a cutover declared by hand meanwhile must not be
+/// overwritten by the older state the check started from. Whether it was written.
+async fn save_unless_changed(
+    store: &dyn Store,
+    domain: &str,
+    read: Option<&str>,
+    state: &GoLive,
+) -> Result<bool, StoreError> {
     let json = serde_json::to_string(state).unwrap_or_default();
-    store.set_setting(&setting_key(domain), Some(&json)).await
+    let saved = store.replace_setting(&setting_key(domain), read, Some(&json)).await?;
+    if !saved {
+        tracing::info!(
+            domain,
+            "go-live state changed during the check (a cutover declared meanwhile); the next check goes on from it"
+        );
+    }
+    Ok(saved)
 }
 
 /// The domain part of an address, lower case.
@@ -264,12 +283,12 @@ pub async fn declare_cutover(
     if migrations.is_empty() {
         return Err(CutoverError::NoMigrations(domain.to_string()));
     }
-    let mut state = load(store, domain).await?;
-    if let Some(t) = state.cutover {
-        return Err(CutoverError::Already {
-            domain: domain.to_string(),
-            when: tern_migrate::report::timestamp(t),
-        });
+    let already = |t: i64| CutoverError::Already {
+        domain: domain.to_string(),
+        when: tern_migrate::report::timestamp(t),
+    };
+    if let Some(t) = load(store, domain).await?.cutover {
+        return Err(already(t));
     }
     // Mail that reaches Tern's MX for the domain is delivered from now on, not
     // deferred (tern domain receiving).
@@ -280,27 +299,36 @@ pub async fn declare_cutover(
             asked += 1;
         }
     }
-    state.stage = Stage::CutOver;
-    state.cutover = Some(now);
-    state.declared_by = Some(by.to_string());
-    state.quiet_seconds = (2 * u64::from(state.old_mx_ttl)).max(config.min_quiet.as_secs());
-    state.last_new_mail = Some(now);
-    state.deltas = 1;
-    state.last_delta = Some(now);
     // What the passes before the cutover found is not late mail.
-    state.seen_passes = migrations
+    let seen_passes: BTreeMap<i64, u64> = migrations
         .iter()
         .map(|m| (m.id.0, parse_progress(m).handled_seq))
         .collect();
-    state.event(
-        now,
-        format!(
-            "{domain} went live (declared by {by}): delta passes for {asked} mailbox(es); the final pass follows after {} without new mail at the old provider",
-            tern_migrate::report::human_duration(state.quiet_seconds)
-        ),
-    );
-    save(store, domain, &state).await?;
-    Ok(state)
+    // The watch may declare it at the same moment (or a person twice): the state is
+    // changed only if nobody did, so one cutover is recorded, with who declared it.
+    tern_store::setting::update(store, &setting_key(domain), |stored| {
+        let mut state = parse(stored);
+        if let Some(t) = state.cutover {
+            return Err(already(t));
+        }
+        state.stage = Stage::CutOver;
+        state.cutover = Some(now);
+        state.declared_by = Some(by.to_string());
+        state.quiet_seconds = (2 * u64::from(state.old_mx_ttl)).max(config.min_quiet.as_secs());
+        state.last_new_mail = Some(now);
+        state.deltas = 1;
+        state.last_delta = Some(now);
+        state.seen_passes = seen_passes.clone();
+        state.event(
+            now,
+            format!(
+                "{domain} went live (declared by {by}): delta passes for {asked} mailbox(es); the final pass follows after {} without new mail at the old provider",
+                tern_migrate::report::human_duration(state.quiet_seconds)
+            ),
+        );
+        Ok((Some(serde_json::to_string(&state).unwrap_or_default()), state))
+    })
+    .await
 }
 
 /// The MX watch and the passes after the cutover.
@@ -366,7 +394,8 @@ impl Watch {
 
     async fn tick_domain(&self, domain: &str, now: i64) -> Result<(), StoreError> {
         let migrations = migrations_of(self.store.as_ref(), domain).await?;
-        let mut state = load(self.store.as_ref(), domain).await?;
+        let stored = self.store.setting(&setting_key(domain)).await?;
+        let mut state = parse(stored.as_deref());
         let all_done = migrations.iter().all(|m| parse_progress(m).phase == Phase::Done);
         match state.stage {
             // Finished by hand (tern migrate finish) before any cutover: nothing to watch.
@@ -392,7 +421,9 @@ impl Watch {
                     }
                 }
                 if state.consecutive >= self.config.consecutive_checks.max(1) {
-                    save(self.store.as_ref(), domain, &state).await?;
+                    if !save_unless_changed(self.store.as_ref(), domain, stored.as_deref(), &state).await? {
+                        return Ok(());
+                    }
                     return match declare_cutover(self.store.as_ref(), domain, "the MX watch", &self.config, now).await {
                         Ok(_) | Err(CutoverError::Already { .. }) | Err(CutoverError::NoMigrations(_)) => Ok(()),
                         Err(CutoverError::Store(e)) => Err(e),
@@ -407,7 +438,8 @@ impl Watch {
             }
             Stage::Done => return Ok(()),
         }
-        save(self.store.as_ref(), domain, &state).await
+        save_unless_changed(self.store.as_ref(), domain, stored.as_deref(), &state).await?;
+        Ok(())
     }
 
     /// Delta passes until the old provider has been quiet long enough, then the final

@@ -373,3 +373,41 @@ async fn a_cutover_declared_by_hand_starts_the_deltas_and_cannot_be_declared_twi
         Stage::CutOver
     );
 }
+
+/// A cutover declared by hand while the watch waits on a slow DNS answer stays declared:
+/// the watch's check, which read the state before the cutover, must not write that
+/// older state back over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_declared_during_a_slow_check_is_not_overwritten() {
+    let Some(s) = setup("cutover during a check").await else {
+        return;
+    };
+    // A DNS server that never answers: the check waits out the resolver's timeouts.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let watch = Watch::new(
+        s.store.clone(),
+        Lookup::server(silent.local_addr().unwrap()).unwrap(),
+        HOST,
+        vec![PUBLIC],
+        GoLiveConfig::default(),
+    );
+    let now = tern_migrate::now();
+    let check = tokio::spawn(async move { watch.tick(now).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!check.is_finished(), "the check is still waiting for DNS");
+    golive::declare_cutover(
+        s.store.as_ref(),
+        DOMAIN,
+        "tern migrate cutover",
+        &GoLiveConfig::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    check.await.unwrap().unwrap();
+    let state = golive::load(s.store.as_ref(), DOMAIN).await.unwrap();
+    assert_eq!(state.stage, Stage::CutOver);
+    assert_eq!(state.cutover, Some(now));
+    assert_eq!(state.declared_by.as_deref(), Some("tern migrate cutover"));
+    drop(silent);
+}

@@ -20,6 +20,7 @@ pub mod metadata;
 mod migration;
 mod outbound;
 pub mod password;
+pub mod setting;
 mod store;
 mod types;
 pub mod utf7;

@@ -201,6 +201,10 @@ pub trait Store: Send + Sync + 'static {
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets or (with `None`) removes a setting.
     async fn set_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
+    /// Sets or removes a setting only if it still holds `expected` (`None`: absent), in
+    /// one write; whether it did. Read-modify-write cycles go through this (see
+    /// [`crate::setting::update`]) so two writers, tasks or nodes, never undo each other.
+    async fn replace_setting(&self, key: &str, expected: Option<&str>, value: Option<&str>) -> Result<bool>;
 
     // --- SMTP: local delivery, outbound queue, DKIM keys (see `crate::outbound`) -----
 

@@ -48,9 +48,27 @@ async fn site_with(nameserver: Option<SocketAddr>) -> Site {
 }
 
 async fn token(site: &Site, name: &str) -> String {
-    tern_admin::tokens::create(site.store.as_ref(), name, "tests")
+    token_with(site, name, tern_admin::tokens::Access::Full).await
+}
+
+async fn token_with(site: &Site, name: &str, access: tern_admin::tokens::Access) -> String {
+    let new = tern_admin::tokens::NewToken {
+        name: name.into(),
+        access,
+        valid_days: None,
+    };
+    tern_admin::tokens::create(site.store.as_ref(), &new, "tests")
         .await
         .unwrap()
+}
+
+/// The token `name` as `GET /tokens` lists it, asked with `token`.
+async fn listed_token(site: &Site, token: &str, name: &str) -> Value {
+    let listed = call(site, "GET", "/tokens", token, None).await;
+    let found = listed.body.as_array().unwrap().iter().find(|t| t["name"] == name);
+    found
+        .unwrap_or_else(|| panic!("{name} listed: {}", listed.body))
+        .clone()
 }
 
 struct Answer {
@@ -132,11 +150,15 @@ fn error(answer: &Answer, status: StatusCode) -> String {
 // additionalProperties (false or a schema), items, anyOf and $ref. Answers are checked
 // strictly: a property the document does not declare is an error unless the schema
 // says what additional properties may be, so the document cannot fall behind the code.
-// `pattern` only appears on request fields and is not checked here.
+// minimum and maximum are checked too. `pattern` and `default` only appear on request
+// fields and are not checked here.
 
 const KEYWORDS: &[&str] = &[
     "type",
     "description",
+    "default",
+    "minimum",
+    "maximum",
     "properties",
     "required",
     "additionalProperties",
@@ -191,6 +213,16 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
         && !allowed.contains(value)
     {
         return Err(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64())
+        && n < min
+    {
+        return Err(format!("{at}: {value} is below the minimum {min}"));
+    }
+    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), value.as_f64())
+        && n > max
+    {
+        return Err(format!("{at}: {value} is above the maximum {max}"));
     }
     if let Some(object) = value.as_object() {
         for name in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
@@ -374,6 +406,19 @@ fn the_validator_refuses_what_does_not_match() {
     assert!(validate(&doc, &account, &wrong, "body").is_err());
     let stage = json!({"$ref": "#/components/schemas/GoLiveStage"});
     assert!(validate(&doc, &stage, &json!("live"), "body").is_err());
+    let days = json!({"$ref": "#/components/schemas/NewToken"});
+    validate(&doc, &days, &json!({"name": "n", "expires_in_days": 3650}), "body").unwrap();
+    for out_of_range in [0, 3651] {
+        assert!(
+            validate(
+                &doc,
+                &days,
+                &json!({"name": "n", "expires_in_days": out_of_range}),
+                "body"
+            )
+            .is_err()
+        );
+    }
 }
 
 /// Everything the walk needs to exist before it starts.
@@ -436,6 +481,7 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
     dns.set_a(HOST, &["192.0.2.10".parse().unwrap()]);
     let site = site_with(Some(dns.addr())).await;
     let token = token(&site, "walker").await;
+    let reader = token_with(&site, "reader", tern_admin::tokens::Access::ReadOnly).await;
     let fx = fixture(&site).await;
     let q = fx.queue_id;
     let doc = document();
@@ -603,7 +649,7 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
                 "POST",
                 "/tokens",
                 "/tokens".into(),
-                j(json!({"name": "walk-made"})),
+                j(json!({"name": "walk-made", "access": "read-only", "expires_in_days": 30})),
                 201,
             ),
             ("DELETE", "/tokens/{name}", "/tokens/walk-made".into(), None, 204),
@@ -666,6 +712,28 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
         let anonymous = call_from(&site, SCRIPT, method, &url, None, body.clone(), &[]).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{what} without a token");
         check_answer(&doc, op, &anonymous, &what);
+
+        // A read-only token reads as a full one does and is refused every change,
+        // before the change is looked at.
+        if method != "GET" {
+            let refused = call_from(&site, SCRIPT, method, &url, Some(&reader), body.clone(), &[]).await;
+            assert!(
+                error(&refused, StatusCode::FORBIDDEN).contains("token reader is read-only"),
+                "{what}"
+            );
+            assert!(
+                refused.headers[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .contains(r#"error="insufficient_scope""#),
+                "{what}"
+            );
+            check_answer(&doc, op, &refused, &what);
+        } else {
+            let read = call_from(&site, SCRIPT, method, &url, Some(&reader), None, &[]).await;
+            assert_eq!(read.status.as_u16(), expected, "{what} with a read-only token");
+            check_answer(&doc, op, &read, &what);
+        }
 
         let answer = call_from(&site, SCRIPT, method, &url, Some(&token), body, &[]).await;
         assert_eq!(
@@ -734,6 +802,51 @@ async fn calls_need_a_live_token() {
     let listed = call(&site, "GET", "/tokens", &good, None).await;
     assert!(listed.body[0]["last_used"].is_i64(), "{}", listed.body);
     assert!(listed.body[0].get("sha256").is_none());
+
+    // An expired token is refused, and told so: the script needs a new one.
+    let soon = tern_admin::tokens::NewToken {
+        name: "contractor".into(),
+        valid_days: Some(1),
+        ..Default::default()
+    };
+    let contractor = tern_admin::tokens::create(site.store.as_ref(), &soon, "tests")
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&site, "GET", "/domains", &contractor, None).await.status,
+        StatusCode::OK
+    );
+    let stored = site.store.setting(tern_admin::tokens::SETTING).await.unwrap().unwrap();
+    let mut tokens: Vec<Value> = serde_json::from_str(&stored).unwrap();
+    for t in &mut tokens {
+        if t["name"] == "contractor" {
+            t["expires"] = json!(1_700_000_000);
+        }
+    }
+    site.store
+        .set_setting(
+            tern_admin::tokens::SETTING,
+            Some(&serde_json::to_string(&tokens).unwrap()),
+        )
+        .await
+        .unwrap();
+    let expired = call(&site, "GET", "/domains", &contractor, None).await;
+    assert!(
+        error(&expired, StatusCode::UNAUTHORIZED).contains("token contractor expired on 2023-11-14"),
+        "{}",
+        expired.body
+    );
+    assert!(
+        expired.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token", error_description="the token expired""#)
+    );
+    let entry = listed_token(&site, &good, "contractor").await;
+    assert_eq!(
+        (entry["expired"].clone(), entry["access"].clone()),
+        (json!(true), json!("full"))
+    );
 
     // Revoked (here by another token) is refused at once.
     let other = token(&site, "other").await;
@@ -1523,14 +1636,6 @@ async fn migrations_are_steered_and_admins_kept() {
     assert_eq!(made.status, StatusCode::CREATED);
     let secret = made.body["token"].as_str().unwrap().to_string();
     assert!(secret.starts_with("tern_") && secret.len() == 69, "{secret}");
-    let listed = call(&site, "GET", "/tokens", &secret, None).await;
-    let entry = listed
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "backup-script")
-        .unwrap()
-        .clone();
+    let entry = listed_token(&site, &secret, "backup-script").await;
     assert_eq!(entry["created_by"], "API token script");
 }

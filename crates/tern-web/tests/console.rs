@@ -786,18 +786,51 @@ async fn an_api_token_is_shown_once_and_can_be_revoked() {
         "{}",
         answer.body
     );
-    let store = site.store.as_ref();
-    assert_eq!(
-        tern_admin::tokens::authenticate(store, &token)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("backup-script")
+    assert!(
+        answer.body.contains("Access: full. It lasts until it is revoked."),
+        "{}",
+        answer.body
     );
+    let store = site.store.as_ref();
+    let live = |token: String| async move {
+        match tern_admin::tokens::authenticate(store, &token).await.unwrap() {
+            tern_admin::tokens::Checked::Valid(t) => Some(t.name),
+            _ => None,
+        }
+    };
+    assert_eq!(live(token.clone()).await.as_deref(), Some("backup-script"));
     let list = tern_admin::tokens::list(store).await.unwrap();
     assert_eq!(list[0].created_by, ADMIN);
     let page = get(&site, "/admin/tokens", &admin.cookie).await.body;
     assert!(page.contains("backup-script") && !page.contains(&token), "{page}");
+
+    // A read-only token for monitoring, expiring in 30 days.
+    let answer = post(
+        &site,
+        &admin,
+        "/admin/tokens",
+        &[("name", "monitor"), ("access", "read-only"), ("expires_in_days", "30")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(
+        answer.body.contains("Access: read-only. Expires in 30 day(s), on "),
+        "{}",
+        answer.body
+    );
+    let monitor = tern_admin::tokens::list(store).await.unwrap().pop().unwrap();
+    assert_eq!(monitor.access, tern_admin::tokens::Access::ReadOnly);
+    assert_eq!(monitor.expires.map(|e| e - monitor.created), Some(30 * 86_400));
+    let page = get(&site, "/admin/tokens", &admin.cookie).await.body;
+    assert!(page.contains(r#"<td class="access">read-only</td>"#), "{page}");
+    for (field, value) in [
+        ("access", "admin"),
+        ("expires_in_days", "soon"),
+        ("expires_in_days", "0"),
+    ] {
+        let refused = post(&site, &admin, "/admin/tokens", &[("name", "odd"), (field, value)]).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{field}={value}");
+    }
     // The same name twice, and a bad name, are refused.
     assert_eq!(
         post(&site, &admin, "/admin/tokens", &[("name", "backup-script")])
@@ -812,10 +845,10 @@ async fn an_api_token_is_shown_once_and_can_be_revoked() {
 
     let uri = "/admin/tokens/backup-script/revoke";
     assert_eq!(post(&site, &admin, uri, &[]).await.status, StatusCode::OK);
-    assert!(tern_admin::tokens::authenticate(store, &token).await.unwrap().is_some());
+    assert!(live(token.clone()).await.is_some());
     let answer = post(&site, &admin, uri, &[("confirm", "yes")]).await;
     assert_eq!(answer.location(), "/admin/tokens?done=token-revoked");
-    assert!(tern_admin::tokens::authenticate(store, &token).await.unwrap().is_none());
+    assert!(live(token.clone()).await.is_none());
     assert_eq!(
         post(&site, &admin, uri, &[("confirm", "yes")]).await.status,
         StatusCode::NOT_FOUND

@@ -328,8 +328,15 @@ pub enum TokenCommand {
     Create {
         /// A name saying what uses it, e.g. backup-script.
         name: String,
+        /// The token may only read (GET): health, progress, lists; every change is refused.
+        #[arg(long)]
+        read_only: bool,
+        /// Refuse the token from this many days on (1 to 3650); without it, it lasts
+        /// until revoked.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
     },
-    /// List the tokens: name, when made and by whom, when last used.
+    /// List the tokens: name, access, when made and by whom, last used, expiry.
     List(JsonFlag),
     /// Revoke a token: requests carrying it are refused from now on.
     Revoke { name: String },

@@ -221,6 +221,32 @@ fn a_script_administers_the_running_server_with_a_token() {
     );
     assert_eq!(health.body["store"]["domains"], 1);
 
+    // A monitoring script's token: it reads, and is refused any change.
+    let monitor = ok(&tern(
+        &server.data,
+        &[
+            "admin",
+            "token",
+            "create",
+            "monitoring",
+            "--read-only",
+            "--expires-in-days",
+            "30",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let monitoring = Script::new(&server, &monitor);
+    let read = monitoring.call("GET", "/admin/api/v1/health", None);
+    assert_eq!(read.code, 200, "{}", read.text);
+    let refused = monitoring.json("POST", "/admin/api/v1/domains", json!({"name": "nope.example"}));
+    assert_eq!(refused.code, 403, "{}", refused.text);
+    assert!(
+        refused.body["error"].as_str().unwrap().contains("read-only"),
+        "{}",
+        refused.text
+    );
+
     // A domain, with its DKIM keys and the records to publish.
     let added = script.json("POST", "/admin/api/v1/domains", json!({"name": "shop.example"}));
     assert_eq!(added.code, 201, "{}", added.text);

@@ -391,6 +391,27 @@ fn administrators_api_tokens_and_a_csv_import_from_the_command_line() {
         "{listed}"
     );
     assert!(ok(&tern(data, &["admin", "token", "list"])).contains("never"));
+    // Read-only and expiring, for a monitoring script; the expiry within bounds.
+    ok(&tern(
+        data,
+        &[
+            "admin",
+            "token",
+            "create",
+            "monitor",
+            "--read-only",
+            "--expires-in-days",
+            "30",
+        ],
+    ));
+    let table = ok(&tern(data, &["admin", "token", "list"]));
+    let row = table.lines().find(|l| l.starts_with("monitor")).unwrap();
+    assert!(row.contains("read-only") && !row.ends_with("never"), "{table}");
+    let err = one_line_error(&tern(
+        data,
+        &["admin", "token", "create", "forever", "--expires-in-days", "5000"],
+    ));
+    assert!(err.contains("1 to 3650 days"), "{err}");
     ok(&tern(data, &["admin", "token", "revoke", "backup-script"]));
     let err = one_line_error(&tern(data, &["admin", "token", "revoke", "backup-script"]));
     assert!(err.contains("no API token named backup-script"), "{err}");

@@ -285,6 +285,20 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreErro
         .optional()?)
 }
 
+/// Runs on the single writer, so nothing writes between the read and the write.
+pub fn replace_setting(
+    conn: &Connection,
+    key: &str,
+    expected: Option<&str>,
+    value: Option<&str>,
+) -> Result<bool, StoreError> {
+    if setting(conn, key)?.as_deref() != expected {
+        return Ok(false);
+    }
+    set_setting(conn, key, value)?;
+    Ok(true)
+}
+
 pub fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> Result<(), StoreError> {
     match value {
         Some(v) => conn.execute(

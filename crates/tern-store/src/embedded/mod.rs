@@ -684,6 +684,17 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn replace_setting(&self, key: &str, expected: Option<&str>, value: Option<&str>) -> Result<bool> {
+        let (key, expected, value) = (key.to_string(), expected.map(str::to_string), value.map(str::to_string));
+        self.write_events(move |c| {
+            Ok((
+                migration::replace_setting(c, &key, expected.as_deref(), value.as_deref())?,
+                Vec::new(),
+            ))
+        })
+        .await
+    }
+
     async fn deliver(&self, mailboxes: &[MailboxId], message: NewMessage) -> Result<Vec<Result<Appended>>> {
         let mut targets = Vec::with_capacity(mailboxes.len());
         for &mailbox in mailboxes {

@@ -164,3 +164,47 @@ pub async fn settings_round_trip(f: Fixture) {
     store.set_setting("migration.schedule", None).await.unwrap();
     assert_eq!(store.setting("migration.schedule").await.unwrap(), None);
 }
+
+pub async fn settings_are_replaced_only_if_unchanged(f: Fixture) {
+    let store: &dyn Store = &*f.store;
+    let key = "admin/tokens";
+    // Absent is a state too: only a writer that saw it absent may create it.
+    assert!(!store.replace_setting(key, Some("[]"), Some("[1]")).await.unwrap());
+    assert_eq!(store.setting(key).await.unwrap(), None);
+    assert!(store.replace_setting(key, None, Some("[1]")).await.unwrap());
+    assert!(!store.replace_setting(key, None, Some("[2]")).await.unwrap());
+    assert!(!store.replace_setting(key, Some("[2]"), Some("[3]")).await.unwrap());
+    assert_eq!(store.setting(key).await.unwrap().as_deref(), Some("[1]"));
+    assert!(store.replace_setting(key, Some("[1]"), None).await.unwrap());
+    assert_eq!(store.setting(key).await.unwrap(), None);
+}
+
+pub async fn concurrent_setting_updates_lose_nothing(f: Fixture) {
+    let key = "test/list";
+    let writers: Vec<_> = (0..24u32)
+        .map(|n| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                tern_store::setting::update(store.as_ref(), key, |current| {
+                    let mut list: Vec<u32> = current.map_or_else(Vec::new, |j| serde_json::from_str(j).unwrap());
+                    list.push(n);
+                    Ok::<_, StoreError>((Some(serde_json::to_string(&list).unwrap()), list.len()))
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut list: Vec<u32> = serde_json::from_str(&f.store.setting(key).await.unwrap().unwrap()).unwrap();
+    list.sort();
+    assert_eq!(list, (0..24).collect::<Vec<_>>(), "every writer's change kept");
+    // A change to the value it already holds writes nothing and succeeds.
+    let unchanged = tern_store::setting::update(f.store.as_ref(), key, |current| {
+        Ok::<_, StoreError>((current.map(str::to_string), ()))
+    })
+    .await;
+    assert!(unchanged.is_ok());
+}

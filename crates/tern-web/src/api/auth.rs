@@ -1,5 +1,7 @@
 //! Who calls the API: the API token in `Authorization: Bearer tern_...` (RFC 6750 §2.1),
-//! checked against the stored tokens' hashes by tern-admin.
+//! checked against the stored tokens' hashes by tern-admin. An expired token is
+//! answered like a wrong one (401 `invalid_token`, §3.1) but says it expired; a
+//! read-only token is answered 403 `insufficient_scope` (§3.1) for anything but GET.
 //!
 //! A token cannot be guessed (256 random bits), but each wrong one still costs the
 //! store a settings read; so the failures of each client address are counted, and an
@@ -14,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use tern_admin::tokens::{Access, Checked, Token};
 
 use super::ApiError;
 use crate::{AppState, Client};
@@ -76,8 +80,8 @@ pub fn failure_count(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router.layer(axum::Extension(Arc::new(Failures::default())))
 }
 
-/// A request carrying a live API token: every API handler takes one first, so none
-/// runs without it.
+/// A request carrying a live API token that may make this request: every API handler
+/// takes one first, so none runs without it. Holds the token's name.
 pub struct ApiToken(pub String);
 
 impl FromRequestParts<AppState> for ApiToken {
@@ -95,7 +99,20 @@ impl FromRequestParts<AppState> for ApiToken {
             .extensions
             .get::<Client>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
-        check(app, &failures, ip, &parts.headers).await.map(ApiToken)
+        let token = check(app, &failures, ip, &parts.headers).await?;
+        if token.access == Access::ReadOnly && !matches!(parts.method, Method::GET | Method::HEAD) {
+            tracing::info!(peer = %ip, token = %token.name, method = %parts.method, "API change refused: read-only token");
+            return Err(challenged(
+                StatusCode::FORBIDDEN,
+                r#"Bearer realm="tern", error="insufficient_scope", error_description="the token is read-only""#,
+                &format!(
+                    "the API token {} is read-only: it may only read (GET); make a token with full access to change \
+                     anything",
+                    token.name
+                ),
+            ));
+        }
+        Ok(ApiToken(token.name))
     }
 }
 
@@ -107,22 +124,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// 401 with the challenge of RFC 6750 §3: without an error code when the request
-/// carried no token (§3.1), `invalid_token` when it carried a wrong one.
-fn unauthorized(invalid: bool, message: &str) -> Response {
-    let challenge = if invalid {
-        r#"Bearer realm="tern", error="invalid_token", error_description="the token is unknown or revoked""#
-    } else {
-        r#"Bearer realm="tern""#
-    };
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+/// The challenge of RFC 6750 §3 when the request carried no token: no error code (§3.1).
+const NO_TOKEN: &str = r#"Bearer realm="tern""#;
+const UNKNOWN_TOKEN: &str =
+    r#"Bearer realm="tern", error="invalid_token", error_description="the token is unknown or revoked""#;
+const EXPIRED_TOKEN: &str = r#"Bearer realm="tern", error="invalid_token", error_description="the token expired""#;
+
+/// An error answer with its `WWW-Authenticate` challenge.
+fn challenged(status: StatusCode, challenge: &'static str, message: &str) -> Response {
+    let mut response = ApiError::new(status, message).into_response();
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     response
 }
 
-async fn check(app: &AppState, failures: &Failures, ip: IpAddr, headers: &HeaderMap) -> Result<String, Response> {
+async fn check(app: &AppState, failures: &Failures, ip: IpAddr, headers: &HeaderMap) -> Result<Token, Response> {
     if let Some(wait) = failures.refused_for(ip) {
         let seconds = wait.as_secs().max(1);
         let mut response = ApiError::new(
@@ -136,18 +153,33 @@ async fn check(app: &AppState, failures: &Failures, ip: IpAddr, headers: &Header
         return Err(response);
     }
     let Some(secret) = bearer(headers) else {
-        return Err(unauthorized(
-            false,
+        return Err(challenged(
+            StatusCode::UNAUTHORIZED,
+            NO_TOKEN,
             "send an API token as `Authorization: Bearer TOKEN` (make one with `tern admin token create NAME`)",
         ));
     };
     match tern_admin::tokens::authenticate(app.store.as_ref(), secret).await {
-        Ok(Some(name)) => Ok(name),
-        Ok(None) => {
+        Ok(Checked::Valid(token)) => Ok(token),
+        // Not counted as a failure: the script once had a good token, it is not guessing.
+        Ok(Checked::Expired(token)) => {
+            tracing::info!(peer = %ip, token = %token.name, "API request with an expired token refused");
+            Err(challenged(
+                StatusCode::UNAUTHORIZED,
+                EXPIRED_TOKEN,
+                &format!(
+                    "the API token {} expired on {}; make a new one with `tern admin token create NAME`",
+                    token.name,
+                    tern_migrate::report::timestamp(token.expires.unwrap_or_default())
+                ),
+            ))
+        }
+        Ok(Checked::Unknown) => {
             failures.record(ip);
             tracing::info!(peer = %ip, "API request with an unknown or revoked token refused");
-            Err(unauthorized(
-                true,
+            Err(challenged(
+                StatusCode::UNAUTHORIZED,
+                UNKNOWN_TOKEN,
                 "the API token is unknown or revoked; make a new one with `tern admin token create NAME`",
             ))
         }

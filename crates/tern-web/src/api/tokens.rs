@@ -22,20 +22,27 @@ pub fn routes() -> Router<AppState> {
 #[derive(Serialize)]
 struct Listed {
     name: String,
+    access: &'static str,
     created: i64,
     created_by: String,
     last_used: Option<i64>,
+    expires: Option<i64>,
+    expired: bool,
 }
 
 async fn list(_: ApiToken, State(app): State<AppState>) -> ApiResult<Response> {
+    let now = chrono::Utc::now().timestamp();
     let items: Vec<Listed> = tern_admin::tokens::list(app.store.as_ref())
         .await?
         .into_iter()
         .map(|t| Listed {
+            access: t.access.name(),
+            expired: t.expired_at(now),
             name: t.name,
             created: t.created,
             created_by: t.created_by,
             last_used: t.last_used,
+            expires: t.expires,
         })
         .collect();
     json(StatusCode::OK, &items)
@@ -45,6 +52,12 @@ async fn list(_: ApiToken, State(app): State<AppState>) -> ApiResult<Response> {
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
+    /// `full` (the default) or `read-only`.
+    #[serde(default)]
+    access: Option<String>,
+    /// Days until it expires; absent or null: until revoked.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -65,8 +78,16 @@ async fn create(State(app): State<AppState>, ApiToken(by): ApiToken, Body(new): 
             "a token named {name} exists; revoke it first or choose another name"
         )));
     }
-    let token = tern_admin::tokens::create(app.store.as_ref(), &name, &format!("API token {by}")).await?;
-    tracing::info!(token = %by, new_token = %name, "API: token made");
+    let new = tern_admin::tokens::NewToken {
+        access: match &new.access {
+            Some(access) => tern_admin::tokens::Access::parse(access)?,
+            None => tern_admin::tokens::Access::Full,
+        },
+        valid_days: new.expires_in_days,
+        name: name.clone(),
+    };
+    let token = tern_admin::tokens::create(app.store.as_ref(), &new, &format!("API token {by}")).await?;
+    tracing::info!(token = %by, new_token = %name, access = new.access.name(), "API: token made");
     json(StatusCode::CREATED, &Made { name, token })
 }
 

@@ -9,6 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tern_admin::AdminError;
+use tern_admin::tokens::{Access, NewToken};
 use tracing::info;
 
 use super::{Admin, ConfirmPage, Frame, admin_error, done};
@@ -30,9 +32,12 @@ struct Params {
 
 pub struct TokenRow {
     pub name: String,
+    pub access: &'static str,
     pub created: String,
     pub created_by: String,
     pub last_used: String,
+    pub expires: String,
+    pub expired: bool,
 }
 
 #[derive(Template)]
@@ -43,11 +48,15 @@ struct TokensPage {
 }
 
 async fn list(State(app): State<AppState>, admin: Admin, Query(params): Query<Params>) -> WebResult {
+    let now = chrono::Utc::now().timestamp();
     let tokens = tern_admin::tokens::list(app.store.as_ref())
         .await
         .map_err(admin_error)?
         .into_iter()
         .map(|t| TokenRow {
+            access: t.access.name(),
+            expired: t.expired_at(now),
+            expires: t.expires.map(super::when).unwrap_or_else(|| "never".into()),
             created: super::when(t.created),
             last_used: t.last_used.map(super::when).unwrap_or_else(|| "never".into()),
             created_by: t.created_by,
@@ -66,6 +75,8 @@ struct CreatedPage {
     frame: Frame,
     name: String,
     token: String,
+    /// Its access and expiry, in words.
+    terms: String,
     /// `https://HOST[:PORT]`, where the API is reached.
     base: String,
 }
@@ -73,10 +84,35 @@ struct CreatedPage {
 async fn create(State(app): State<AppState>, admin: Admin, body: Bytes) -> WebResult {
     let pairs = form_pairs(&body);
     let name = field(&pairs, "name").trim().to_string();
-    let token = tern_admin::tokens::create(app.store.as_ref(), &name, admin.address())
+    let access = match field(&pairs, "access") {
+        "" => Access::Full,
+        other => Access::parse(other).map_err(admin_error)?,
+    };
+    let valid_days = match field(&pairs, "expires_in_days").trim() {
+        "" => None,
+        days => Some(days.parse::<u32>().map_err(|_| {
+            admin_error(AdminError::Invalid(format!(
+                "{days:?} is not a number of days; choose when the token expires from the list"
+            )))
+        })?),
+    };
+    let new = NewToken {
+        name: name.clone(),
+        access,
+        valid_days,
+    };
+    let token = tern_admin::tokens::create(app.store.as_ref(), &new, admin.address())
         .await
         .map_err(admin_error)?;
-    info!(admin = %admin.address(), token = %name, "console: API token created");
+    info!(admin = %admin.address(), token = %name, access = access.name(), "console: API token created");
+    let terms = match valid_days {
+        Some(days) => format!(
+            "Access: {}. Expires in {days} day(s), on {}.",
+            access.name(),
+            super::when(chrono::Utc::now().timestamp() + i64::from(days) * 86_400)
+        ),
+        None => format!("Access: {}. It lasts until it is revoked.", access.name()),
+    };
     let endpoints = app.endpoints();
     let base = match endpoints.https {
         Some(443) | None => format!("https://{}", endpoints.hostname),
@@ -86,6 +122,7 @@ async fn create(State(app): State<AppState>, admin: Admin, body: Bytes) -> WebRe
         frame: admin.frame(&app, "tokens", ""),
         name,
         token,
+        terms,
         base,
     }))
 }

@@ -4,6 +4,8 @@
 use anyhow::Result;
 
 use super::{DataDir, print_table, with_store};
+use tern_admin::tokens::{Access, NewToken};
+
 use crate::cli::{AdminCommand, TokenCommand};
 
 fn when(t: Option<i64>) -> String {
@@ -33,12 +35,26 @@ pub async fn run(data: DataDir<'_>, cmd: AdminCommand) -> Result<()> {
                     }
                 }
             }
-            AdminCommand::Token(TokenCommand::Create { name }) => {
-                let token = tern_admin::tokens::create(&store, &name, "tern admin token create").await?;
+            AdminCommand::Token(TokenCommand::Create {
+                name,
+                read_only,
+                expires_in_days,
+            }) => {
+                let new = NewToken {
+                    name: name.clone(),
+                    access: if read_only { Access::ReadOnly } else { Access::Full },
+                    valid_days: expires_in_days,
+                };
+                let token = tern_admin::tokens::create(&store, &new, "tern admin token create").await?;
                 println!("{token}");
+                let lasts = match expires_in_days {
+                    Some(days) => format!("expires in {days} day(s)"),
+                    None => "lasts until revoked".into(),
+                };
                 eprintln!(
-                    "API token {name}: shown only now. Send it as `Authorization: Bearer TOKEN` to /admin/api/v1/ \
-                     (docs/admin-console.md); revoke it with `tern admin token revoke {name}`."
+                    "API token {name} ({} access, {lasts}): shown only now. Send it as `Authorization: Bearer TOKEN` \
+                     to /admin/api/v1/ (docs/admin-console.md); revoke it with `tern admin token revoke {name}`.",
+                    new.access.name()
                 );
             }
             AdminCommand::Token(TokenCommand::List(f)) => {
@@ -47,18 +63,26 @@ pub async fn run(data: DataDir<'_>, cmd: AdminCommand) -> Result<()> {
                     println!("{}", serde_json::to_string_pretty(&tokens)?);
                     return Ok(());
                 }
+                let now = chrono::Utc::now().timestamp();
                 let rows: Vec<Vec<String>> = tokens
                     .iter()
                     .map(|t| {
+                        let expires = match t.expires {
+                            Some(at) if t.expired_at(now) => format!("expired {}", when(Some(at))),
+                            Some(at) => when(Some(at)),
+                            None => "never".into(),
+                        };
                         vec![
                             t.name.clone(),
+                            t.access.name().into(),
                             when(Some(t.created)),
                             t.created_by.clone(),
                             when(t.last_used),
+                            expires,
                         ]
                     })
                     .collect();
-                print_table(&["NAME", "CREATED", "BY", "LAST USED"], &rows);
+                print_table(&["NAME", "ACCESS", "CREATED", "BY", "LAST USED", "EXPIRES"], &rows);
             }
             AdminCommand::Token(TokenCommand::Revoke { name }) => {
                 tern_admin::tokens::revoke(&store, &name).await?;

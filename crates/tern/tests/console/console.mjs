@@ -176,6 +176,27 @@ export default async function ({ browser, context, page, env, assert, step }) {
     headers: { Authorization: `Bearer ${token}` },
   });
   assert.equal(refused.status(), 401);
+
+  step('a read-only token expiring in 30 days: it reads, and any change is refused');
+  await t.section(page, 'API tokens');
+  await page.fill('#create-token input[name=name]', 'monitoring');
+  await page.selectOption('#create-token select[name=access]', 'read-only');
+  await page.selectOption('#create-token select[name=expires_in_days]', '30');
+  await t.submit(page, '#create-token button[type=submit]', '/admin/tokens');
+  const monitor = (await page.locator('#new-token').innerText()).trim();
+  assert.match(await page.locator('#token-terms').innerText(), /Access: read-only\. Expires in 30 day\(s\), on /);
+  const read = await api.request.get(env.BASE + '/admin/api/v1/migrations', {
+    headers: { Authorization: `Bearer ${monitor}` },
+  });
+  assert.equal(read.status(), 200);
+  const change = await api.request.post(env.BASE + '/admin/api/v1/queue/retry', {
+    headers: { Authorization: `Bearer ${monitor}` },
+  });
+  assert.equal(change.status(), 403);
+  assert.match((await change.json()).error, /read-only/);
+  await t.section(page, 'API tokens');
+  assert.equal(await page.locator('tr[data-name="monitoring"] .access').innerText(), 'read-only');
+  assert.notEqual(await page.locator('tr[data-name="monitoring"] .expires').innerText(), 'never');
   await api.close();
 
   step('health: the version, the listeners');

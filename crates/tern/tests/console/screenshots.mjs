@@ -1,7 +1,7 @@
 // The admin console's screenshots in docs/screenshots/ (1280x800): the dashboard after
 // a full pass of every migration (Bob's copied, Carol's refused by the old provider), the domains, example.test's page and its DNS
 // status, the users, the migrations, the queue with two deferred messages, health, and
-// the API tokens with one made.
+// the API tokens with two made (one full, one read-only that expires).
 
 import * as t from './lib.mjs';
 
@@ -29,6 +29,11 @@ export default async function ({ page, env, assert, screenshot, step }) {
   await page.fill('#create-token input[name=name]', 'backup-script');
   await t.submit(page, '#create-token button[type=submit]', '/admin/tokens');
   step(`shown once: ${(await page.locator('#new-token').innerText()).trim()}`);
+  await t.section(page, 'API tokens');
+  await page.fill('#create-token input[name=name]', 'monitoring');
+  await page.selectOption('#create-token select[name=access]', 'read-only');
+  await page.selectOption('#create-token select[name=expires_in_days]', '90');
+  await t.submit(page, '#create-token button[type=submit]', '/admin/tokens');
 
   await t.section(page, 'Dashboard');
   await screenshot('admin-dashboard');
