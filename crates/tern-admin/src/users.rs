@@ -136,6 +136,10 @@ pub struct Import {
     pub skipped: Vec<(usize, String)>,
 }
 
+/// The largest CSV file of accounts the console and the API take: tens of thousands of
+/// lines, far more than one upload should carry, and small enough to hold in memory.
+pub const MAX_CSV_BYTES: usize = 8 * 1024 * 1024;
+
 /// Creates one account per line of a CSV file whose first line names the columns:
 /// `address` (or `email`, `EmailAddress`), and optionally `name` (`DisplayName`),
 /// `password` and `quota`. A line that cannot be made (an address in use, a domain not

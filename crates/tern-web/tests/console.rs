@@ -552,6 +552,20 @@ async fn a_csv_import_creates_the_good_lines_and_lists_the_bad_ones() {
     let answer = import(&site, &admin, Some(&admin.csrf), "fran@example.test\n").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.contains("must name its columns"), "{}", answer.body);
+
+    // The console takes as large a file as the API does, and no larger.
+    let limit = tern_admin::users::MAX_CSV_BYTES;
+    // One account; the bulk is a column without a name, which the import ignores.
+    let mut large = String::from("address,name\nzed@example.test,Zed,");
+    large.push_str(&"z".repeat(limit - large.len() - 1));
+    large.push('\n');
+    let answer = import(&site, &admin, Some(&admin.csrf), &large).await;
+    assert_eq!(answer.status, StatusCode::OK, "a file of the limit's size");
+    assert!(site.store.account("zed@example.test").await.is_ok());
+    large.push('z');
+    let answer = import(&site, &admin, Some(&admin.csrf), &large).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer.body.contains("The CSV file is larger than 8"), "{}", answer.body);
 }
 
 /// A migration of bob's mailbox from a (never reached) IMAP source, with a sealed secret.

@@ -45,8 +45,8 @@ pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
 
 /// The largest JSON body taken: requests here are a few fields.
 const MAX_JSON_BODY: usize = 64 * 1024;
-/// The largest CSV file of accounts taken (tens of thousands of lines).
-const MAX_CSV_BODY: usize = 8 * 1024 * 1024;
+/// The largest CSV file of accounts taken, the same as the console's.
+const MAX_CSV_BODY: usize = tern_admin::users::MAX_CSV_BYTES;
 
 pub fn routes() -> Router<AppState> {
     let v1 = Router::new()

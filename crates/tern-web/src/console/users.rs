@@ -19,8 +19,8 @@ use crate::mail::{field, form_pairs};
 use crate::page::{self, WebError, WebResult, url_encode};
 use crate::session::check_form_token;
 
-/// The largest CSV file taken: some ten thousand accounts.
-const MAX_CSV: usize = 2 * 1024 * 1024;
+/// The largest CSV file taken, the same as the API's.
+const MAX_CSV: usize = tern_admin::users::MAX_CSV_BYTES;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
