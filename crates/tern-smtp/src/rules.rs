@@ -251,23 +251,26 @@ async fn vacation_reply(
     if !named {
         return Ok(());
     }
-    // Once per sender per period: remembered in a setting, entries older than a month
-    // dropped.
-    let key = replied_key(account.id);
-    let mut replied: std::collections::BTreeMap<String, i64> = store
-        .setting(&key)
-        .await?
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_default();
+    // Once per sender per period (RFC 5230 §4.2): remembered in a setting, entries older
+    // than a month dropped. Two messages delivered at once (from one sender, or two)
+    // must not both reply or forget each other's entry, so the setting is changed
+    // only if no other delivery changed it meanwhile.
     let period = i64::from(vacation.days_between.max(1)) * 86_400;
-    if replied.get(&sender).is_some_and(|&at| now - at < period) {
+    let reply_now = tern_store::setting::update(store, &replied_key(account.id), |stored| {
+        let mut replied: std::collections::BTreeMap<String, i64> = stored
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        if replied.get(&sender).is_some_and(|&at| now - at < period) {
+            return Ok::<_, StoreError>((stored.map(str::to_string), false));
+        }
+        replied.retain(|_, at| now - *at < 31 * 86_400);
+        replied.insert(sender.clone(), now);
+        Ok((Some(serde_json::to_string(&replied).unwrap_or_default()), true))
+    })
+    .await?;
+    if !reply_now {
         return Ok(());
     }
-    replied.retain(|_, at| now - *at < 31 * 86_400);
-    replied.insert(sender.clone(), now);
-    store
-        .set_setting(&key, Some(&serde_json::to_string(&replied).unwrap_or_default()))
-        .await?;
 
     let subject = if vacation.subject.trim().is_empty() {
         format!("Auto: {}", message.subject().unwrap_or("your message"))

@@ -106,6 +106,40 @@ async fn vacation_replies_once_per_sender_and_never_to_lists_or_machines() {
     h.stop().await;
 }
 
+/// Messages delivered at the same moment, two of them from one sender: each sender
+/// gets one reply, none two and none forgotten (the record of who was answered is
+/// changed only by one delivery at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vacation_replies_once_per_sender_when_mail_arrives_at_once() {
+    let h = Harness::start_with(|s| s.deliver = false).await;
+    set_rules(&h, ALICE, away()).await;
+    let senders = [
+        "carol@remote.test",
+        "carol@remote.test",
+        "dave@remote.test",
+        "erin@remote.test",
+    ];
+    let msgs: Vec<String> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| message(s, ALICE, &format!("Question {i}")))
+        .collect();
+    let (a, b, c, d) = tokio::join!(
+        send(&h, senders[0], &[ALICE], &msgs[0]),
+        send(&h, senders[1], &[ALICE], &msgs[1]),
+        send(&h, senders[2], &[ALICE], &msgs[2]),
+        send(&h, senders[3], &[ALICE], &msgs[3]),
+    );
+    for r in [a, b, c, d] {
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    h.wait_for(ALICE, "INBOX", 4).await;
+    let mut answered: Vec<String> = queued(&h).await.into_iter().flat_map(|(_, to, _)| to).collect();
+    answered.sort();
+    assert_eq!(answered, ["carol@remote.test", "dave@remote.test", "erin@remote.test"]);
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn vacation_keeps_to_its_dates() {
     let h = Harness::start_with(|s| s.deliver = false).await;
