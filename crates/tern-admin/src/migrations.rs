@@ -10,7 +10,7 @@ use tern_migrate::report::Report;
 use tern_migrate::secrets::SecretBox;
 use tern_migrate::source::Credential;
 use tern_migrate::state::{Pass, Phase, Request};
-use tern_migrate::worker::{effective_phase, parse_progress, parse_request};
+use tern_migrate::worker::{effective_phase, parse_progress, parse_request, update_request};
 use tern_store::{Migration, NewMigration, Store};
 
 use crate::{AdminError, Result, domain_of};
@@ -59,9 +59,17 @@ pub async fn select(store: &dyn Store, which: &Selector) -> Result<Vec<Migration
     Ok(selected)
 }
 
-async fn write_request(store: &dyn Store, m: &Migration, request: &Request) -> Result<()> {
-    let json = serde_json::to_string(request).map_err(|e| AdminError::Internal(e.to_string()))?;
-    Ok(store.set_migration_request(m.id, &json).await?)
+/// Changes each migration's request with `change` (see `update_request`: a
+/// concurrent change, from the go-live watch or another administrator, is kept).
+async fn change_requests(store: &dyn Store, selected: &[Migration], change: impl Fn(&mut Request)) -> Result<()> {
+    for m in selected {
+        update_request(store, m, |_, r| {
+            change(r);
+            Ok::<_, AdminError>(())
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// A pass to ask for.
@@ -109,8 +117,7 @@ pub async fn start(store: &dyn Store, which: &Selector, ask: PassRequest) -> Res
             )));
         }
     }
-    for m in &selected {
-        let mut r = parse_request(m);
+    change_requests(store, &selected, |r| {
         r.seq += 1;
         r.pass = ask.pass;
         r.since = ask.since;
@@ -118,8 +125,8 @@ pub async fn start(store: &dyn Store, which: &Selector, ask: PassRequest) -> Res
         r.propagate_deletions = ask.propagate_deletions;
         r.paused = false;
         r.cancelled = false;
-        write_request(store, m, &r).await?;
-    }
+    })
+    .await?;
     Ok(selected.len())
 }
 
@@ -145,18 +152,15 @@ impl Control {
 
 pub async fn control(store: &dyn Store, which: &Selector, what: Control) -> Result<usize> {
     let selected = select(store, which).await?;
-    for m in &selected {
-        let mut r = parse_request(m);
-        match what {
-            Control::Pause => r.paused = true,
-            Control::Resume => r.paused = false,
-            Control::Cancel => {
-                r.cancelled = true;
-                r.paused = false;
-            }
+    change_requests(store, &selected, |r| match what {
+        Control::Pause => r.paused = true,
+        Control::Resume => r.paused = false,
+        Control::Cancel => {
+            r.cancelled = true;
+            r.paused = false;
         }
-        write_request(store, m, &r).await?;
-    }
+    })
+    .await?;
     Ok(selected.len())
 }
 
@@ -179,14 +183,13 @@ pub async fn finish(store: &dyn Store, which: &Selector) -> Result<usize> {
             )));
         }
     }
-    for m in &selected {
-        let mut r = parse_request(m);
+    change_requests(store, &selected, |r| {
         r.seq += 1;
         r.pass = Pass::Finish;
         r.paused = false;
         r.cancelled = false;
-        write_request(store, m, &r).await?;
-    }
+    })
+    .await?;
     Ok(selected.len())
 }
 

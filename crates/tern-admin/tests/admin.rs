@@ -361,7 +361,7 @@ async fn noting_a_use_never_undoes_a_revocation_or_a_new_token() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_steered_through_their_request() {
     let (dir, store) = store();
     domains::add(&store, "example.org").await.unwrap();
@@ -437,6 +437,28 @@ async fn migrations_are_steered_through_their_request() {
     .unwrap();
     let bob = parse_request(&store.migration("bob@example.org").await.unwrap());
     assert_eq!((bob.seq, bob.pass, bob.paused), (2, Pass::RetryErrors, false));
+
+    // Passes asked at the same moment (two administrators, the go-live watch) are all
+    // asked: each adds one to the request's sequence number, none from a stale read.
+    let before = parse_request(&store.migration("alice@example.org").await.unwrap()).seq;
+    let mut askers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        askers.spawn(async move {
+            migrations::start(
+                &store,
+                &Selector::user("alice@example.org"),
+                PassRequest::new(Pass::Delta),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    askers.join_all().await;
+    assert_eq!(
+        parse_request(&store.migration("alice@example.org").await.unwrap()).seq,
+        before + 8
+    );
 
     assert_eq!(migrations::finish(&store, &Selector::default()).await.unwrap(), 2);
     assert_eq!(

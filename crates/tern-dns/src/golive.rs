@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tern_migrate::state::{Pass, Phase, Progress, Request};
-use tern_migrate::worker::{parse_progress, parse_request};
+use tern_migrate::worker::{parse_progress, parse_request, update_request};
 use tern_store::{Migration, NewMessage, Store, StoreError};
 use tokio::sync::watch;
 
@@ -241,20 +241,20 @@ async fn ask(store: &dyn Store, m: &Migration, pass: Pass, cutover: Option<i64>)
     if parse_progress(m).phase == Phase::Done {
         return Ok(false);
     }
-    let mut r: Request = parse_request(m);
-    r.seq += 1;
-    r.pass = pass;
-    r.since = None;
-    r.before = None;
-    r.propagate_deletions = false;
-    r.paused = false;
-    r.cancelled = false;
-    if cutover.is_some() && r.cutover.is_none() {
-        r.cutover = cutover;
-    }
-    store
-        .set_migration_request(m.id, &serde_json::to_string(&r).unwrap_or_default())
-        .await?;
+    update_request(store, m, |_, r: &mut Request| {
+        r.seq += 1;
+        r.pass = pass;
+        r.since = None;
+        r.before = None;
+        r.propagate_deletions = false;
+        r.paused = false;
+        r.cancelled = false;
+        if cutover.is_some() && r.cutover.is_none() {
+            r.cutover = cutover;
+        }
+        Ok::<_, StoreError>(())
+    })
+    .await?;
     Ok(true)
 }
 

@@ -47,6 +47,40 @@ pub fn parse_request(m: &Migration) -> Request {
     serde_json::from_str(&m.request).unwrap_or_default()
 }
 
+/// Changes a migration's request as `change` says (it may refuse, and sees the
+/// migration it changes). The request is written only if no one changed it since it
+/// was read; otherwise `change` runs again on the newer one. The console, the CLI and
+/// the go-live watch all ask for passes by adding one to `seq`: from the same read,
+/// two of them would ask for one pass instead of two, or undo a pause.
+pub async fn update_request<E>(
+    store: &dyn Store,
+    m: &Migration,
+    mut change: impl FnMut(&Migration, &mut Request) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<tern_store::StoreError>,
+{
+    const ATTEMPTS: usize = 64;
+    let mut current = m.clone();
+    for _ in 0..ATTEMPTS {
+        let mut request = parse_request(&current);
+        change(&current, &mut request)?;
+        let json = serde_json::to_string(&request).unwrap_or_default();
+        if store
+            .replace_migration_request(current.id, &current.request, &json)
+            .await?
+        {
+            return Ok(());
+        }
+        current = store.migration(&current.address).await?;
+    }
+    Err(tern_store::StoreError::WriteFailed(format!(
+        "the migration of {} kept changing under {ATTEMPTS} attempts to change its request; try again",
+        m.address
+    ))
+    .into())
+}
+
 pub fn parse_progress(m: &Migration) -> Progress {
     serde_json::from_str(&m.progress).unwrap_or_default()
 }

@@ -163,6 +163,11 @@ pub trait Store: Send + Sync + 'static {
     /// The migration of the account at `address`.
     async fn migration(&self, address: &str) -> Result<Migration>;
     async fn set_migration_request(&self, id: MigrationId, request: &str) -> Result<()>;
+    /// Replaces a migration's request only if it still is `expected`, in one write;
+    /// whether it did. Changes made from a read request go through this
+    /// (`tern_migrate::worker::update_request`): two writers each asking for the next
+    /// pass from the same read would otherwise make one request of two.
+    async fn replace_migration_request(&self, id: MigrationId, expected: &str, request: &str) -> Result<bool>;
     async fn set_migration_progress(&self, id: MigrationId, progress: &str) -> Result<()>;
     /// Replaces or (with `None`) wipes the source credentials.
     async fn set_migration_secret(&self, id: MigrationId, secret: Option<Vec<u8>>) -> Result<()>;

@@ -116,6 +116,24 @@ pub fn migration(conn: &Connection, address: &str) -> Result<Migration, StoreErr
 }
 
 /// Sets one of the columns each side owns (`request`, `progress`, `secret`).
+/// Sets the request if it is still `expected`: false when another writer changed it.
+pub fn replace_request(conn: &Connection, id: MigrationId, expected: &str, request: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE migrations SET request = ?1, updated = ?2 WHERE id = ?3 AND request = ?4",
+        params![request, now() as i64, id.0, expected],
+    )?;
+    if n == 0 {
+        let exists = conn
+            .query_row("SELECT 1 FROM migrations WHERE id = ?1", [id.0], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NoSuchMigration(format!("migration #{}", id.0)));
+        }
+    }
+    Ok(n > 0)
+}
+
 pub fn set_column(
     conn: &Connection,
     id: MigrationId,

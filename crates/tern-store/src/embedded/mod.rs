@@ -608,6 +608,12 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn replace_migration_request(&self, id: MigrationId, expected: &str, request: &str) -> Result<bool> {
+        let (expected, request) = (expected.to_string(), request.to_string());
+        self.write_events(move |c| Ok((migration::replace_request(c, id, &expected, &request)?, Vec::new())))
+            .await
+    }
+
     async fn set_migration_progress(&self, id: MigrationId, progress: &str) -> Result<()> {
         let value = rusqlite::types::Value::Text(progress.to_string());
         self.write_events(move |c| Ok((migration::set_column(c, id, "progress", value)?, Vec::new())))

@@ -94,6 +94,7 @@ backends!(
     migration::sources_and_migrations_lifecycle,
     migration::migrated_messages_are_mapped_atomically,
     migration::settings_round_trip,
+    migration::a_request_is_replaced_only_if_unchanged,
     migration::settings_are_replaced_only_if_unchanged,
     migration::concurrent_setting_updates_lose_nothing,
     outbound::deliver_to_many_stores_once_and_skips_a_full_mailbox,

@@ -208,3 +208,39 @@ pub async fn concurrent_setting_updates_lose_nothing(f: Fixture) {
     .await;
     assert!(unchanged.is_ok());
 }
+
+pub async fn a_request_is_replaced_only_if_unchanged(f: Fixture) {
+    let alice = with_alice(&f).await;
+    f.store.put_migration_source(source("old")).await.unwrap();
+    let m = f
+        .store
+        .put_migration(new_migration(alice, "alice", r#"{"seq":1}"#))
+        .await
+        .unwrap();
+    assert!(
+        !f.store
+            .replace_migration_request(m.id, r#"{"seq":0}"#, r#"{"seq":2}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .replace_migration_request(m.id, r#"{"seq":1}"#, r#"{"seq":2}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .replace_migration_request(m.id, r#"{"seq":1}"#, r#"{"seq":3}"#)
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.store.migration(&m.address).await.unwrap().request, r#"{"seq":2}"#);
+    f.store.delete_migration(m.id).await.unwrap();
+    assert!(matches!(
+        f.store
+            .replace_migration_request(m.id, r#"{"seq":2}"#, r#"{"seq":3}"#)
+            .await,
+        Err(StoreError::NoSuchMigration(_))
+    ));
+}
