@@ -11,6 +11,18 @@ use tern_migrate::state::Pass;
 use tern_migrate::worker::parse_request;
 use tern_store::{EmbeddedStore, MigrationSource, Store, password};
 
+/// example.org with the accounts alice and bob.
+async fn with_alice_and_bob(store: &EmbeddedStore) {
+    domains::add(store, "example.org").await.unwrap();
+    for a in ["alice@example.org", "bob@example.org"] {
+        let user = NewUser {
+            address: a.into(),
+            ..NewUser::default()
+        };
+        users::add(store, user).await.unwrap();
+    }
+}
+
 fn store() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
@@ -161,18 +173,7 @@ async fn a_csv_import_makes_what_it_can_and_says_why_not_for_the_rest() {
 #[tokio::test]
 async fn administrators_are_granted_and_the_last_one_stays() {
     let (_dir, store) = store();
-    domains::add(&store, "example.org").await.unwrap();
-    for a in ["alice@example.org", "bob@example.org"] {
-        users::add(
-            &store,
-            NewUser {
-                address: a.into(),
-                ..NewUser::default()
-            },
-        )
-        .await
-        .unwrap();
-    }
+    with_alice_and_bob(&store).await;
     assert!(!admins::is_admin(&store, "alice@example.org").await.unwrap());
     admins::grant(&store, "Alice@Example.org").await.unwrap();
     admins::grant(&store, "alice@example.org").await.unwrap();
@@ -364,18 +365,7 @@ async fn noting_a_use_never_undoes_a_revocation_or_a_new_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_steered_through_their_request() {
     let (dir, store) = store();
-    domains::add(&store, "example.org").await.unwrap();
-    for a in ["alice@example.org", "bob@example.org"] {
-        users::add(
-            &store,
-            NewUser {
-                address: a.into(),
-                ..NewUser::default()
-            },
-        )
-        .await
-        .unwrap();
-    }
+    with_alice_and_bob(&store).await;
     let settings = SourceSettings {
         host: "old.example.net".into(),
         ..SourceSettings::preset(tern_migrate::source::Preset::Generic, Protocol::Imap)

@@ -8,11 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use tern_store::{MigrationSource, NewMigration, NewQueueEntry};
-use tern_web::{Client, WebConfig};
-use tower::ServiceExt;
+use tern_web::WebConfig;
 
 mod common;
 
@@ -32,16 +31,10 @@ async fn site_with(nameserver: Option<SocketAddr>) -> Site {
         &["example.org"],
         &["alice@example.org", "bob@example.org"],
         WebConfig {
-            hostname: HOST.into(),
-            endpoints: tern_net::endpoints::ClientEndpoints {
-                hostname: HOST.into(),
-                https: Some(8443),
-                ..Default::default()
-            },
             // Nothing answers on the discard port: DNS questions fail at once.
             nameservers: vec![nameserver.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap())],
             public_addresses: vec!["192.0.2.10".parse().unwrap()],
-            ..Default::default()
+            ..common::config()
         },
     )
     .await
@@ -88,15 +81,7 @@ async fn call_from(
     body: Option<(&str, Vec<u8>)>,
     extra: &[(header::HeaderName, &str)],
 ) -> Answer {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, HOST)
-        .extension(Client {
-            peer: peer.parse().unwrap(),
-            tls: true,
-            shutdown: site.shutdown.clone(),
-        });
+    let mut builder = site.request(method, path, peer, true);
     if let Some(token) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -110,13 +95,7 @@ async fn call_from(
             .unwrap(),
         None => builder.body(Body::empty()).unwrap(),
     };
-    let response = site.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let raw = axum::body::to_bytes(response.into_body(), 10 << 20)
-        .await
-        .unwrap()
-        .to_vec();
+    let (status, headers, raw) = site.send(request).await;
     let body = if raw.is_empty() {
         Value::Null
     } else {
@@ -988,24 +967,16 @@ async fn the_csrf_guard_lets_bearer_calls_through_and_still_guards_sessions() {
 async fn plain_http_from_afar_is_refused_not_redirected() {
     let site = site_with(None).await;
     let good = token(&site, "script").await;
-    let request = Request::builder()
-        .method("POST")
-        .uri("/admin/api/v1/queue/retry")
-        .header(header::HOST, HOST)
+    let request = site
+        .request("POST", "/admin/api/v1/queue/retry", SCRIPT, false)
         .header(header::AUTHORIZATION, format!("Bearer {good}"))
-        .extension(Client {
-            peer: SCRIPT.parse().unwrap(),
-            tls: false,
-            shutdown: site.shutdown.clone(),
-        })
         .body(Body::empty())
         .unwrap();
-    let response = site.router.clone().oneshot(request).await.unwrap();
+    let (status, headers, body) = site.send(request).await;
     // The token has crossed the network in the clear already: a redirect would let the
     // script go on doing that unnoticed. It is refused, in the API's error shape.
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(response.headers().get(header::LOCATION).is_none());
-    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(headers.get(header::LOCATION).is_none());
     let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(error["error"].as_str().unwrap().contains("HTTPS only"), "{error}");
 }

@@ -7,14 +7,12 @@
 //! Host header forms, and a server with only some services configured.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use tern_net::endpoints::ClientEndpoints;
-use tern_web::{Client, WebConfig};
-use tower::ServiceExt;
+use tern_web::WebConfig;
 
 mod common;
 
@@ -101,25 +99,16 @@ async fn call(
     extra: &[(header::HeaderName, &str)],
     body: Body,
 ) -> Answer {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, host)
-        .extension(Client {
-            peer: peer.parse::<SocketAddr>().unwrap(),
-            tls,
-            shutdown: site.shutdown.clone(),
-        });
+    let mut builder = site.request(method, uri, peer, tls);
+    // Autoconfig answers by the name asked for, not only the mail host's.
+    builder
+        .headers_mut()
+        .unwrap()
+        .insert(header::HOST, header::HeaderValue::from_str(host).unwrap());
     for (name, value) in extra {
         builder = builder.header(name, *value);
     }
-    let response = site.router.clone().oneshot(builder.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 10 << 20)
-        .await
-        .unwrap()
-        .to_vec();
+    let (status, headers, body) = site.send(builder.body(body).unwrap()).await;
     Answer { status, headers, body }
 }
 

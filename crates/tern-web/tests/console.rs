@@ -6,18 +6,15 @@
 //! migration requests, the outbound queue, API tokens; and a POST without the session's
 //! CSRF token refused. (crates/tern/tests/console.rs drives the same pages in Chromium.)
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use tern_migrate::state::{Pass, Request as MigrationRequest};
 use tern_store::{NewMigration, NewQueueEntry};
-use tern_web::{Client, WebConfig};
-use tower::ServiceExt;
+use tern_web::WebConfig;
 
 mod common;
 
-use common::{HOST, PASSWORD, Site};
+use common::{HOST, PASSWORD, Site, config};
 
 const ADMIN: &str = "alice@example.test";
 const USER: &str = "bob@example.test";
@@ -28,18 +25,6 @@ async fn site_with(config: WebConfig) -> Site {
     let site = Site::build(&["example.test"], &[ADMIN, USER], config).await;
     tern_admin::admins::grant(site.store.as_ref(), ADMIN).await.unwrap();
     site
-}
-
-fn config() -> WebConfig {
-    WebConfig {
-        hostname: HOST.into(),
-        endpoints: tern_net::endpoints::ClientEndpoints {
-            hostname: HOST.into(),
-            https: Some(8443),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
 }
 
 async fn site() -> Site {
@@ -63,22 +48,11 @@ impl Answer {
 }
 
 fn request(site: &Site, method: &str, uri: &str) -> axum::http::request::Builder {
-    Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, HOST)
-        .extension(Client {
-            peer: REMOTE.parse::<SocketAddr>().unwrap(),
-            tls: true,
-            shutdown: site.shutdown.clone(),
-        })
+    site.request(method, uri, REMOTE, true)
 }
 
 async fn send(site: &Site, request: Request<Body>) -> Answer {
-    let response = site.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 10 << 20).await.unwrap();
+    let (status, headers, body) = site.send(request).await;
     Answer {
         status,
         headers,

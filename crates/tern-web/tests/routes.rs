@@ -3,55 +3,30 @@
 //! mail, downloads' headers, and redirects that never leave the site. (The browser
 //! tests in crates/tern/tests/webmail.rs drive the same pages in Chromium.)
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tern_store::NewMessage;
-use tern_web::{Client, WebConfig};
-use tower::ServiceExt;
 
 mod common;
 
-use common::{HOST, PASSWORD, Site};
+use common::{PASSWORD, Site};
 
 async fn site() -> Site {
     Site::build(
         &["example.test"],
         &["alice@example.test", "bob@example.test"],
-        WebConfig {
-            hostname: HOST.into(),
-            endpoints: tern_net::endpoints::ClientEndpoints {
-                hostname: HOST.into(),
-                https: Some(8443),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
+        common::config(),
     )
     .await
 }
 
 /// A request as a browser on `peer` sends it over TLS (or not).
 fn request(site: &Site, method: &str, uri: &str, peer: &str, tls: bool) -> axum::http::request::Builder {
-    let mut builder = Request::builder().method(method).uri(uri).header(header::HOST, HOST);
-    builder = builder.extension(Client {
-        peer: peer.parse::<SocketAddr>().unwrap(),
-        tls,
-        shutdown: site.shutdown.clone(),
-    });
-    builder
+    site.request(method, uri, peer, tls)
 }
 
 async fn send(site: &Site, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let response = site.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 10 << 20)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, headers, body)
+    site.send(request).await
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

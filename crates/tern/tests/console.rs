@@ -20,7 +20,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Quickstart, Screenshots, ok, tern, tern_stdin};
+use common::{Quickstart, Screenshots, add_migration, add_source, ok, tern};
 use tern_store::{NewQueueEntry, Store};
 use tern_testkit::browser::Output;
 use tern_testkit::dovecot::Dovecot;
@@ -68,54 +68,11 @@ fn setup() -> Setup {
     dovecot
         .fill("bob", &migration_corpus::mailbox(&CorpusSpec::small()))
         .unwrap();
-    let port = dovecot.imap_port().to_string();
-    ok(&tern(
-        &server.data,
-        &[
-            "migrate",
-            "source",
-            "add",
-            "old",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--tls",
-            "none",
-        ],
-    ));
-    ok(&tern_stdin(
-        &server.data,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            BOB,
-            "--remote-user",
-            "bob",
-            "--password-stdin",
-        ],
-        &format!("{BOB_OLD_PASSWORD}\n"),
-    ));
+    add_source(&server.data, dovecot.imap_port());
+    add_migration(&server.data, BOB, "bob", BOB_OLD_PASSWORD);
     // Carol's old password is wrong: her passes fail at the login, as they do when a
     // user changed it at the old provider.
-    ok(&tern_stdin(
-        &server.data,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            CAROL,
-            "--remote-user",
-            "carol",
-            "--password-stdin",
-        ],
-        &format!("{CAROL_OLD_PASSWORD}\n"),
-    ));
+    add_migration(&server.data, CAROL, "carol", CAROL_OLD_PASSWORD);
     enqueue(&server.data.join("store"));
     Setup {
         server,

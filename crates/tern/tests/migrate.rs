@@ -41,41 +41,9 @@ fn prepare(data: &Path, dovecot: &Dovecot) {
     add_source(data, dovecot.imap_port());
 }
 
-fn add_source(data: &Path, port: u16) {
-    ok(&tern(
-        data,
-        &[
-            "migrate",
-            "source",
-            "add",
-            "old",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--tls",
-            "none",
-        ],
-    ));
-}
-
 /// alice's mailbox at the source "old", with her password there.
 fn add_alice(data: &Path) {
-    ok(&tern_stdin(
-        data,
-        &[
-            "migrate",
-            "add",
-            "--source",
-            "old",
-            "--user",
-            USER,
-            "--remote-user",
-            "alice",
-            "--password-stdin",
-        ],
-        "old-secret\n",
-    ));
+    add_migration(data, USER, "alice", "old-secret");
 }
 
 fn status(data: &Path) -> serde_json::Value {

@@ -13,7 +13,7 @@ use tern_migrate::report::Report;
 use tern_migrate::state::Pass;
 
 use super::auth::ApiToken;
-use super::{ApiError, ApiResult, Body, PathParams, QueryParams, done, json};
+use super::{ApiError, ApiResult, Body, DomainFilter, PathParams, QueryParams, done, json};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -28,18 +28,12 @@ pub fn routes() -> Router<AppState> {
         .route("/migrations/{address}", get(show).delete(remove))
 }
 
-#[derive(Deserialize)]
-struct Filter {
-    domain: Option<String>,
-}
-
 async fn list(
     _: ApiToken,
     State(app): State<AppState>,
-    QueryParams(filter): QueryParams<Filter>,
+    QueryParams(filter): QueryParams<DomainFilter>,
 ) -> ApiResult<Response> {
-    let domain = filter.domain.as_deref().map(str::trim).filter(|d| !d.is_empty());
-    let items: Vec<Overview> = tern_admin::migrations::overview(app.store.as_ref(), domain)
+    let items: Vec<Overview> = tern_admin::migrations::overview(app.store.as_ref(), filter.domain())
         .await?
         .into_iter()
         .map(|(overview, _)| overview)

@@ -30,6 +30,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tern_admin::AdminError;
 use tern_store::StoreError;
@@ -254,6 +255,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
             .await
             .map(|Query(t)| QueryParams(t))
             .map_err(|e: QueryRejection| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// The `?domain=` filter of the list operations (users, migrations): blank is none.
+#[derive(Deserialize)]
+pub struct DomainFilter {
+    domain: Option<String>,
+}
+
+impl DomainFilter {
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref().map(str::trim).filter(|d| !d.is_empty())
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tern_admin::users::{Created, NewUser, parse_quota};
 
 use super::auth::ApiToken;
-use super::{ApiError, ApiResult, Body, Csv, PathParams, QueryParams, done, json, present};
+use super::{ApiError, ApiResult, Body, Csv, DomainFilter, PathParams, QueryParams, done, json, present};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -22,17 +22,12 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{address}/password", post(password))
 }
 
-#[derive(Deserialize)]
-struct Filter {
-    domain: Option<String>,
-}
-
 async fn list(
     _: ApiToken,
     State(app): State<AppState>,
-    QueryParams(filter): QueryParams<Filter>,
+    QueryParams(filter): QueryParams<DomainFilter>,
 ) -> ApiResult<Response> {
-    let domain = match filter.domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+    let domain = match filter.domain() {
         // An unknown domain is a 404, not an empty list that hides a typing mistake.
         Some(d) => Some(app.store.domain(d).await?.name),
         None => None,

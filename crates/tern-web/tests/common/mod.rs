@@ -3,16 +3,33 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use tern_net::auth::{AuthLimits, Authenticator, PlaintextPolicy};
 use tern_net::listeners::{ShutdownSignal, ShutdownTrigger};
 use tern_store::{EmbeddedStore, NewAccount, Store};
-use tern_web::{WebConfig, WebServer};
+use tern_web::{Client, WebConfig, WebServer};
+use tower::ServiceExt;
 
 pub const HOST: &str = "mail.example.test";
 /// Every account's password.
 pub const PASSWORD: &str = "correct horse battery";
+
+/// The web face of mail.example.test with HTTPS on 8443, as most tests serve it.
+pub fn config() -> WebConfig {
+    WebConfig {
+        hostname: HOST.into(),
+        endpoints: tern_net::endpoints::ClientEndpoints {
+            hostname: HOST.into(),
+            https: Some(8443),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
 
 /// The web face of a fresh store, its router, and what keeps them alive.
 pub struct Site {
@@ -64,5 +81,32 @@ impl Site {
             _trigger: trigger,
             shutdown,
         }
+    }
+}
+
+impl Site {
+    /// A request to HOST as a client at `peer` sends it, over TLS or not.
+    pub fn request(&self, method: &str, uri: &str, peer: &str, tls: bool) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, HOST)
+            .extension(Client {
+                peer: peer.parse::<SocketAddr>().unwrap(),
+                tls,
+                shutdown: self.shutdown.clone(),
+            })
+    }
+
+    /// Runs a request through the router: the status, headers and body (10 MiB at most).
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 10 << 20)
+            .await
+            .unwrap()
+            .to_vec();
+        (status, headers, body)
     }
 }

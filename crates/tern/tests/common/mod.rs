@@ -53,6 +53,46 @@ pub fn one_line_error(out: &Output) -> String {
     err
 }
 
+/// The migration source "old": an IMAP server on loopback `port` without TLS (the test
+/// Dovecot).
+pub fn add_source(data: &Path, port: u16) {
+    ok(&tern(
+        data,
+        &[
+            "migrate",
+            "source",
+            "add",
+            "old",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--tls",
+            "none",
+        ],
+    ));
+}
+
+/// A migration of `user`'s mailbox from the source "old", logging in there as
+/// `remote_user` with `password`.
+pub fn add_migration(data: &Path, user: &str, remote_user: &str, password: &str) {
+    ok(&tern_stdin(
+        data,
+        &[
+            "migrate",
+            "add",
+            "--source",
+            "old",
+            "--user",
+            user,
+            "--remote-user",
+            remote_user,
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    ));
+}
+
 pub fn free_offset() -> u16 {
     // An offset whose quickstart ports are all free right now.
     for _ in 0..50 {
